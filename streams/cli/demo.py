@@ -1,0 +1,120 @@
+"""``guetteur demo``: the whole path on the local stack, end to end, in one command."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+from elasticsearch import Elasticsearch, NotFoundError
+
+from streams.cli.output import emit, progress, stderr, stdout
+from streams.demo.sample import sample_morning
+from streams.elastic import sync_client
+from streams.producer import publish
+from streams.settings import Settings, StackSettings, load
+from streams.stack import LocalStack
+from streams.topics import ensure_topics
+from streams.worker_process import WorkerProcess
+
+# Malformed messages a real producer may send: the worker must survive them.
+MALFORMED = [b"{not json", b'{"event_id": "demo-bad-1", "timestamp": "2026-11-16T10:00:00"}']
+
+
+@click.command()
+@click.option("--practices", default=3, show_default=True, help="How many practices to simulate.")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for indexing.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON lines.")
+def demo(practices: int, timeout: float, as_json: bool) -> None:
+    """Start the local stack and a worker, replay a morning of accesses, show what was indexed."""
+    stack_settings = load(StackSettings)
+    settings = load(Settings)
+    with progress("demo") as report:
+        LocalStack(stack_settings).up(report)
+        ensure_topics(settings)
+        events = sample_morning(practices=practices)
+        log_file = stack_settings.dir / "logs" / "demo-worker.log"
+        with WorkerProcess(log_file).start() as worker:
+            payloads = [json.dumps(event).encode() for event in events] + MALFORMED
+            publish(
+                settings,
+                settings.topic_events,
+                payloads,
+                on_sent=lambda n: report(f"published {n}/{len(payloads)} messages"),
+            )
+            client = sync_client(settings)
+            indexed = _wait_for_documents(
+                client,
+                settings.history_index,
+                {e["event_id"] for e in events},
+                timeout,
+                report,
+                worker,
+            )
+    stderr.print(f"worker log: {log_file}")
+    summary = {
+        "published": len(events) + len(MALFORMED),
+        "valid": len(events),
+        "malformed": len(MALFORMED),
+        "indexed_from_this_run": indexed,
+        "history_index": settings.history_index,
+        "history_total": client.count(index=settings.history_index)["count"],
+    }
+    emit([summary], list(summary), as_json=as_json, title="Demo: access history")
+    emit(
+        _breakdown(client, settings.history_index),
+        ["source", "action", "events"],
+        as_json=as_json,
+        title="Indexed accesses by source and action",
+    )
+    if not as_json:
+        stdout.print(
+            f"Elasticsearch: {settings.elasticsearch_url()}/{settings.history_index}/_search"
+            " - stop the stack with `guetteur stack down`."
+        )
+    if indexed != len(events):
+        raise click.ClickException(
+            f"only {indexed} of {len(events)} events were indexed; see {log_file}"
+        )
+
+
+def _wait_for_documents(
+    client: Elasticsearch,
+    index: str,
+    ids: set[str],
+    timeout: float,
+    report: Any,
+    worker: WorkerProcess,
+) -> int:
+    deadline = time.monotonic() + timeout
+    found = 0
+    while time.monotonic() < deadline and worker.alive():
+        try:
+            client.indices.refresh(index=index)
+            found = client.count(index=index, query={"ids": {"values": sorted(ids)}})["count"]
+        except NotFoundError:
+            found = 0
+        report(f"indexed {found}/{len(ids)} events")
+        if found >= len(ids):
+            return found
+        time.sleep(1)
+    return found
+
+
+def _breakdown(client: Elasticsearch, index: str) -> list[dict[str, Any]]:
+    response = client.search(
+        index=index,
+        size=0,
+        aggs={
+            "source": {
+                "terms": {"field": "source.keyword", "size": 20},
+                "aggs": {"action": {"terms": {"field": "action.keyword", "size": 20}}},
+            }
+        },
+    )
+    return [
+        {"source": source["key"], "action": action["key"], "events": action["doc_count"]}
+        for source in response["aggregations"]["source"]["buckets"]
+        for action in source["action"]["buckets"]
+    ]

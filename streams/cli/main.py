@@ -1,0 +1,46 @@
+"""The ``guetteur`` command: one entry point for operators, auditors and CI."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from streams import __version__
+from streams.cli.demo import demo
+from streams.cli.output import fail
+from streams.cli.stack import stack
+from streams.cli.worker import worker
+from streams.settings import ConfigError
+from streams.stack import StackError
+
+
+@click.group()
+@click.version_option(__version__, prog_name="guetteur")
+def cli() -> None:
+    """Guetteur watches who touches health data: Kafka -> detectors -> Elasticsearch."""
+
+
+cli.add_command(stack)
+cli.add_command(worker)
+cli.add_command(demo)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        fail("aborted")
+        sys.exit(130)
+    except (StackError, ConfigError) as exc:
+        fail(str(exc))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

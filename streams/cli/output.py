@@ -1,0 +1,70 @@
+"""Output for people and machines: rich tables by default, JSON lines with ``--json``.
+
+Progress and diagnostics go to stderr so stdout stays clean for pipes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from streams.stack.service import Progress
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+def emit(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_json: bool, title: str = ""
+) -> None:
+    if as_json:
+        for row in rows:
+            sys.stdout.write(json.dumps(row, default=str) + "\n")
+        sys.stdout.flush()
+        return
+    table = Table(title=title or None, title_justify="left")
+    for column in columns:
+        table.add_column(column.replace("_", " "))
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    stdout.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+@contextmanager
+def progress(label: str, *, enabled: bool = True) -> Iterator[Progress]:
+    """A live status line on a terminal; plain timestamped lines otherwise (CI logs)."""
+    if not enabled:
+        yield lambda _message: None
+        return
+    if stderr.is_terminal:
+        with stderr.status(label) as status:
+            yield lambda message: status.update(f"{label}: {message}")
+        return
+    last: list[str] = []
+
+    def report(message: str) -> None:
+        # A non-terminal gets each distinct step once, not a line per poll second.
+        step = message.split(" (", 1)[0]
+        if not last or last[-1] != step:
+            last.append(step)
+            stderr.print(f"{label}: {message}", highlight=False)
+
+    yield report
+
+
+def fail(message: str) -> None:
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False)

@@ -1,0 +1,30 @@
+"""``guetteur worker``: the long-running stream processor."""
+
+from __future__ import annotations
+
+import click
+
+from streams.settings import Settings, load
+
+
+@click.command()
+def worker() -> None:
+    """Run the Faust worker: consume access events, index them, run the detectors.
+
+    Configured by GUETTEUR_* environment variables (see README); logs JSON lines on stderr.
+    """
+    from faust import Worker
+
+    from streams.app import create_app
+    from streams.logs import logging_config
+    from streams.topics import ensure_topics
+
+    settings = load(Settings)
+    ensure_topics(settings)
+    app = create_app(settings)
+    Worker(
+        app,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level),
+        quiet=True,
+    ).execute_from_commandline()

@@ -1,0 +1,1 @@
+"""Sample traffic for the demo: a deterministic morning of accesses at a few practices."""

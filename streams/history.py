@@ -1,0 +1,45 @@
+"""The access history in Elasticsearch: one document per accepted event, written in bulk.
+
+Document ids are the producer's ``event_id``, so a replayed event overwrites itself instead of
+appearing twice: the history stays a faithful count of accesses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+from elasticsearch.helpers import async_bulk
+
+from detectors.models import AccessEvent
+
+log = logging.getLogger(__name__)
+
+
+def history_document(event: AccessEvent) -> dict[str, Any]:
+    """The stored form of an event.
+
+    The raw ``patient_id`` is never stored: until keyed pseudonymisation is wired in, it is
+    dropped rather than written in clear.
+    """
+    document = event.model_dump(mode="json", exclude_none=True, exclude={"patient_id"})
+    document["@timestamp"] = document["timestamp"]
+    return document
+
+
+class HistoryWriter:
+    def __init__(self, client: AsyncElasticsearch, index: str):
+        self.client = client
+        self.index = index
+
+    async def write(self, events: Iterable[AccessEvent]) -> int:
+        actions = [
+            {"_index": self.index, "_id": event.event_id, "_source": history_document(event)}
+            for event in events
+        ]
+        if not actions:
+            return 0
+        indexed, _ = await async_bulk(self.client, actions, raise_on_error=True)
+        return indexed

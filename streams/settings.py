@@ -1,0 +1,113 @@
+"""Runtime configuration, read from ``GUETTEUR_*`` environment variables.
+
+Everything an operator may need to change (addresses, ports, topic and index names) lives here,
+validated by pydantic, so a typo fails at start-up with the variable's name instead of surfacing
+as a connection error minutes later. Detection thresholds are *policy*, not settings: they live
+in the policy file (see ``detectors``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid; the message names the key and the problem."""
+
+
+def _default_stack_dir() -> Path:
+    """Inside a source checkout the stack lives in ``.stack/`` (git-ignored); else in the cache."""
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / ".stack"
+    return Path.home() / ".cache" / "guetteur" / "stack"
+
+
+class StackSettings(BaseSettings):
+    """Where and how the bundled local Kafka + Elasticsearch stack runs (``guetteur stack``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GUETTEUR_STACK_", extra="ignore")
+
+    dir: Path = Field(default_factory=_default_stack_dir)
+    host: str = "127.0.0.1"
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    es_port: int = Field(default=9200, ge=1, le=65535)
+    es_transport_port: int = Field(default=9300, ge=1, le=65535)
+    kafka_heap: str = Field(default="512m", pattern=r"^\d+[kmg]$")
+    es_heap: str = Field(default="768m", pattern=r"^\d+[kmg]$")
+    es_user: str = Field(
+        default="guetteur-es",
+        description="Unprivileged account Elasticsearch runs as when the stack is started by root.",
+    )
+    start_timeout: float = Field(default=180.0, gt=0)
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def es_url(self) -> str:
+        return f"http://{self.host}:{self.es_port}"
+
+
+class Settings(BaseSettings):
+    """Connections and names used by the worker and the CLI.
+
+    Addresses default to the local stack's, so ``guetteur demo`` needs no configuration; in
+    production set ``GUETTEUR_KAFKA_BOOTSTRAP`` and ``GUETTEUR_ES_URL`` (plus credentials).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GUETTEUR_", extra="ignore")
+
+    kafka_bootstrap: str | None = None
+    es_url: str | None = None
+    es_username: str | None = None
+    es_password: SecretStr | None = None
+    es_api_key: SecretStr | None = None
+    es_ca_certs: Path | None = None
+
+    app_id: str = Field(default="guetteur", pattern=r"^[A-Za-z0-9._-]+$")
+    topic_events: str = Field(default="access-events", pattern=r"^[A-Za-z0-9._-]+$")
+    topic_partitions: int = Field(default=4, ge=1, le=1024)
+    topic_replication: int = Field(default=1, ge=1, le=16)
+    index_prefix: str = Field(default="guetteur", pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    data_dir: Path | None = None
+    batch_size: int = Field(default=500, ge=1, le=50_000)
+    batch_seconds: float = Field(default=1.0, gt=0)
+    log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
+
+    def kafka_servers(self, stack: StackSettings | None = None) -> str:
+        return self.kafka_bootstrap or (stack or StackSettings()).kafka_bootstrap
+
+    def elasticsearch_url(self, stack: StackSettings | None = None) -> str:
+        return self.es_url or (stack or StackSettings()).es_url
+
+    @property
+    def history_index(self) -> str:
+        return f"{self.index_prefix}-access-history"
+
+    def worker_dir(self, stack: StackSettings | None = None) -> Path:
+        return self.data_dir or (stack or StackSettings()).dir / "worker" / self.app_id
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load(cls: type[SettingsT]) -> SettingsT:
+    """Build settings from the environment; an invalid value raises naming its variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = [
+            f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
