@@ -22,12 +22,13 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> faust.App:
+    settings.worker_dir().mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_servers()}",
         datadir=str(settings.worker_dir()),
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_host=settings.web_host,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         # Raw bytes in: decoding is ours, so a malformed message is seen and reported, not lost

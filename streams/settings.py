@@ -36,7 +36,7 @@ class StackSettings(BaseSettings):
     dir: Path = Field(default_factory=_default_stack_dir)
     host: str = "127.0.0.1"
     kafka_port: int = Field(default=9092, ge=1, le=65535)
-    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=29093, ge=1, le=65535)
     es_port: int = Field(default=9200, ge=1, le=65535)
     es_transport_port: int = Field(default=9300, ge=1, le=65535)
     kafka_heap: str = Field(default="512m", pattern=r"^\d+[kmg]$")
@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication: int = Field(default=1, ge=1, le=16)
     index_prefix: str = Field(default="guetteur", pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: Path | None = None
     batch_size: int = Field(default=500, ge=1, le=50_000)

@@ -15,6 +15,7 @@ from streams.elastic import sync_client
 from streams.producer import publish
 from streams.settings import Settings, StackSettings, load
 from streams.stack import LocalStack
+from streams.stack.process import tail
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 
@@ -53,6 +54,10 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
                 worker,
             )
     stderr.print(f"worker log: {log_file}")
+    if indexed == 0 and not worker.alive():
+        raise click.ClickException(
+            f"the worker exited before indexing anything; its log says:\n{tail(log_file, 15)}"
+        )
     summary = {
         "published": len(events) + len(MALFORMED),
         "valid": len(events),

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs beyond Python, Java 17 and Maven, when they
+# are missing: Debian's docker-compose (validates docker-compose.yml; no engine needed).
+# Runs apt-get only when something is missing; prints what to install when not root.
+set -euo pipefail
+
+need=()
+command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || need+=(docker-compose)
+command -v java >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
+command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+# shellcheck disable=SC2207
+need=($(printf '%s\n' "${need[@]}" | sort -u))
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing system packages: ${need[*]}" >&2
+  echo "install them with: sudo apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
+echo "installing Debian packages: ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

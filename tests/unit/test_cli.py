@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from streams.cli.main import cli
+
+
+def test_status_prints_json_lines_for_machines(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GUETTEUR_STACK_DIR", str(tmp_path))
+    result = CliRunner().invoke(cli, ["stack", "status", "--json"])
+    assert result.exit_code == 0
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert {row["name"] for row in rows} == {"kafka", "elasticsearch"}
+    assert all(row["running"] is False for row in rows)
+
+
+def test_status_prints_a_table_for_people(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GUETTEUR_STACK_DIR", str(tmp_path))
+    result = CliRunner().invoke(cli, ["stack", "status"])
+    assert result.exit_code == 0
+    assert "kafka" in result.output and "version" in result.output
+
+
+def test_bad_configuration_is_reported_by_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    env = {"GUETTEUR_STACK_KAFKA_PORT": "abc", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli.main", "stack", "status"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "GUETTEUR_STACK_KAFKA_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
