@@ -29,6 +29,7 @@ def create_app(settings: Settings) -> faust.App:
         datadir=str(settings.worker_dir()),
         web_port=settings.web_port,
         web_host=settings.web_host,
+        web_bind=settings.web_host,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         # Raw bytes in: decoding is ours, so a malformed message is seen and reported, not lost

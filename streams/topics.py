@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import suppress
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.settings import Settings
 
 
-def ensure_topics(settings: Settings) -> list[str]:
-    """Create the topics that do not exist yet; returns the ones created."""
+class TopicError(Exception):
+    pass
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet and wait until every partition has a leader.
+
+    A consumer that joins before a new topic's metadata has settled gets an empty assignment
+    and sits idle until its next metadata refresh (minutes), so "created" is not enough.
+    Returns the topics this call created.
+    """
     wanted = {settings.topic_events: settings.topic_partitions}
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers(), client_id="guetteur-admin")
     try:
@@ -25,6 +35,28 @@ def ensure_topics(settings: Settings) -> list[str]:
         if missing:
             with suppress(TopicAlreadyExistsError):  # another worker won the race
                 admin.create_topics(missing)
+        _wait_for_leaders(admin, list(wanted), timeout)
         return [topic.name for topic in missing]
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, topics: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with suppress(KafkaError):
+            described = admin.describe_topics(topics)
+            if all(_has_leaders(topic) for topic in described) and len(described) == len(topics):
+                return
+        if time.monotonic() > deadline:
+            raise TopicError(
+                f"topics {topics} have no leader after {timeout:.0f}s; is Kafka healthy?"
+            )
+        time.sleep(0.2)
+
+
+def _has_leaders(topic: dict[str, object]) -> bool:
+    partitions = topic.get("partitions")
+    if topic.get("error_code") or not isinstance(partitions, list) or not partitions:
+        return False
+    return all(p.get("leader_id", -1) >= 0 for p in partitions)

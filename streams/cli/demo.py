@@ -9,7 +9,7 @@ from typing import Any
 import click
 from elasticsearch import Elasticsearch, NotFoundError
 
-from streams.cli.output import emit, progress, stderr, stdout
+from streams.cli.output import emit, emit_record, progress, stderr, stdout
 from streams.demo.sample import sample_morning
 from streams.elastic import sync_client
 from streams.producer import publish
@@ -36,7 +36,8 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
         ensure_topics(settings)
         events = sample_morning(practices=practices)
         log_file = stack_settings.dir / "logs" / "demo-worker.log"
-        with WorkerProcess(log_file).start() as worker:
+        log_file.unlink(missing_ok=True)
+        with WorkerProcess(log_file) as worker:
             payloads = [json.dumps(event).encode() for event in events] + MALFORMED
             publish(
                 settings,
@@ -53,11 +54,10 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
                 report,
                 worker,
             )
+            worker_died = not worker.alive()
     stderr.print(f"worker log: {log_file}")
-    if indexed == 0 and not worker.alive():
-        raise click.ClickException(
-            f"the worker exited before indexing anything; its log says:\n{tail(log_file, 15)}"
-        )
+    if worker_died:
+        raise click.ClickException(f"the worker exited early; its log says:\n{tail(log_file, 15)}")
     summary = {
         "published": len(events) + len(MALFORMED),
         "valid": len(events),
@@ -66,7 +66,7 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
         "history_index": settings.history_index,
         "history_total": client.count(index=settings.history_index)["count"],
     }
-    emit([summary], list(summary), as_json=as_json, title="Demo: access history")
+    emit_record(summary, as_json=as_json, title="Demo: access history")
     emit(
         _breakdown(client, settings.history_index),
         ["source", "action", "events"],

@@ -13,6 +13,7 @@ from streams.cli.stack import stack
 from streams.cli.worker import worker
 from streams.settings import ConfigError
 from streams.stack import StackError
+from streams.topics import TopicError
 
 
 @click.group()
@@ -37,7 +38,7 @@ def main() -> None:
     except click.Abort:
         fail("aborted")
         sys.exit(130)
-    except (StackError, ConfigError) as exc:
+    except (StackError, ConfigError, TopicError) as exc:
         fail(str(exc))
         sys.exit(1)
 

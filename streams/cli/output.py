@@ -36,6 +36,15 @@ def emit(
     stdout.print(table)
 
 
+def emit_record(record: dict[str, Any], *, as_json: bool, title: str = "") -> None:
+    """One result: a JSON line for machines, a two-column key/value table for people."""
+    if as_json:
+        emit([record], list(record), as_json=True)
+        return
+    rows = [{"field": key.replace("_", " "), "value": value} for key, value in record.items()]
+    emit(rows, ["field", "value"], as_json=False, title=title)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"

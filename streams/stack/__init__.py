@@ -9,7 +9,14 @@ from __future__ import annotations
 from streams.settings import StackSettings
 from streams.stack.elasticsearch import ElasticsearchService
 from streams.stack.kafka import KafkaService
-from streams.stack.service import Progress, Service, ServiceStatus, StackError, wait_ready
+from streams.stack.service import (
+    Progress,
+    Service,
+    ServiceStatus,
+    StackError,
+    check_ports_free,
+    wait_ready,
+)
 
 __all__ = ["LocalStack", "ServiceStatus", "StackError"]
 
@@ -41,10 +48,11 @@ class LocalStack:
         """
         for service in self.services:
             service.install(progress)
+        to_start = [service for service in self.services if not service.running()]
+        for service in to_start:
+            check_ports_free(service, self.settings.host)
         started: list[str] = []
-        for service in self.services:
-            if service.running():
-                continue
+        for service in to_start:
             progress(f"starting {service.name}")
             service.start()
             started.append(service.name)

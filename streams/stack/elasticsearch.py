@@ -185,6 +185,12 @@ class ElasticsearchService:
             raise StackError(self.name, f"pid {pid} did not stop", self.log_file)
         return True
 
+    def ports(self) -> dict[str, int]:
+        return {
+            "GUETTEUR_STACK_ES_PORT": self.settings.es_port,
+            "GUETTEUR_STACK_ES_TRANSPORT_PORT": self.settings.es_transport_port,
+        }
+
     def status(self) -> ServiceStatus:
         running = self.running()
         banner = self.banner() if running else None

@@ -189,6 +189,12 @@ class KafkaService:
         self.pid_file.unlink(missing_ok=True)
         return True
 
+    def ports(self) -> dict[str, int]:
+        return {
+            "GUETTEUR_STACK_KAFKA_PORT": self.settings.kafka_port,
+            "GUETTEUR_STACK_KAFKA_CONTROLLER_PORT": self.settings.kafka_controller_port,
+        }
+
     def reported_version(self) -> str:
         """The version the running broker printed at start-up (its own word, not the pom's)."""
         found = re.findall(r"Kafka version: (\S+)", process.tail(self.log_file, 400))

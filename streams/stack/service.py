@@ -5,6 +5,7 @@ Kafka and Elasticsearch today; Prometheus and Alertmanager slot in as two more `
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -69,6 +70,23 @@ class Service(Protocol):
     def stop(self) -> bool: ...
 
     def status(self) -> ServiceStatus: ...
+
+    def ports(self) -> dict[str, int]: ...
+
+
+def check_ports_free(service: Service, host: str) -> None:
+    """Fail before starting when a port is taken: the server's own error is buried in its log."""
+    for setting, port in service.ports().items():
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                raise StackError(
+                    service.name,
+                    f"port {port} on {host} is already in use by another process. Stop it, or "
+                    f"choose another port with {setting}=<port>.",
+                ) from None
 
 
 def wait_ready(service: Service, timeout: float, progress: Progress) -> None:

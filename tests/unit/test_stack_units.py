@@ -92,3 +92,20 @@ def test_stack_error_carries_log_file_and_tail(tmp_path: Path) -> None:
     assert "kafka: not ready" in str(error)
     assert str(log) in str(error)
     assert "FATAL address already in use" in str(error)
+
+
+def test_a_taken_port_is_named_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        settings = StackSettings(dir=tmp_path, es_port=port, kafka_port=port + 1)
+        stack = LocalStack(settings)
+        for service in stack.services:  # pretend installed: the check must come first
+            (service.home / ".complete").parent.mkdir(parents=True, exist_ok=True)  # type: ignore[attr-defined]
+            (service.home / ".complete").write_text("test")  # type: ignore[attr-defined]
+        with pytest.raises(StackError, match=f"port {port} .* GUETTEUR_STACK_ES_PORT"):
+            stack.up()
+        assert not stack.kafka.running()
