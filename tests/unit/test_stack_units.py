@@ -101,7 +101,14 @@ def test_a_taken_port_is_named_before_anything_starts(tmp_path: Path) -> None:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        settings = StackSettings(dir=tmp_path, es_port=port, kafka_port=port + 1)
+        kafka_port, controller_port, transport_port = _free_ports(3)
+        settings = StackSettings(
+            dir=tmp_path,
+            es_port=port,
+            es_transport_port=transport_port,
+            kafka_port=kafka_port,
+            kafka_controller_port=controller_port,
+        )
         stack = LocalStack(settings)
         for service in stack.services:  # pretend installed: the check must come first
             (service.home / ".complete").parent.mkdir(parents=True, exist_ok=True)  # type: ignore[attr-defined]
@@ -109,3 +116,16 @@ def test_a_taken_port_is_named_before_anything_starts(tmp_path: Path) -> None:
         with pytest.raises(StackError, match=f"port {port} .* GUETTEUR_STACK_ES_PORT"):
             stack.up()
         assert not stack.kafka.running()
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
