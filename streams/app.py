@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from detectors.models import AccessEvent
 from streams.elastic import async_client
 from streams.history import HistoryWriter
+from streams.pseudonym import load_pseudonymizer
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> faust.App:
     settings.worker_dir().mkdir(parents=True, exist_ok=True)
+    # Refuse to start without a key (unless in demo mode): never index a raw patient id.
+    pseudonymizer = load_pseudonymizer(settings, settings.demo_key_file())
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_servers()}",
@@ -44,7 +47,7 @@ def create_app(settings: Settings) -> faust.App:
     async def ingest(stream: Any) -> AsyncIterator[int]:
         """Validate each event and index the valid ones into the access history, in batches."""
         client = async_client(settings)
-        writer = HistoryWriter(client, settings.history_index)
+        writer = HistoryWriter(client, settings.history_index, pseudonymizer)
         try:
             async for batch in stream.take(settings.batch_size, within=settings.batch_seconds):
                 valid = [event for event in map(_decode, batch) if event is not None]

@@ -14,29 +14,33 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 
 from detectors.models import AccessEvent
+from streams.pseudonym import Pseudonymizer
 
 log = logging.getLogger(__name__)
 
 
-def history_document(event: AccessEvent) -> dict[str, Any]:
-    """The stored form of an event.
-
-    The raw ``patient_id`` is never stored: until keyed pseudonymisation is wired in, it is
-    dropped rather than written in clear.
-    """
+def history_document(event: AccessEvent, pseudonymizer: Pseudonymizer) -> dict[str, Any]:
+    """The stored form of an event: the raw ``patient_id`` is replaced by its keyed pseudonym."""
     document = event.model_dump(mode="json", exclude_none=True, exclude={"patient_id"})
     document["@timestamp"] = document["timestamp"]
+    if event.patient_id is not None:
+        document["patient_pseudonym"] = pseudonymizer.pseudonym(event.patient_id)
     return document
 
 
 class HistoryWriter:
-    def __init__(self, client: AsyncElasticsearch, index: str):
+    def __init__(self, client: AsyncElasticsearch, index: str, pseudonymizer: Pseudonymizer):
         self.client = client
         self.index = index
+        self.pseudonymizer = pseudonymizer
 
     async def write(self, events: Iterable[AccessEvent]) -> int:
         actions = [
-            {"_index": self.index, "_id": event.event_id, "_source": history_document(event)}
+            {
+                "_index": self.index,
+                "_id": event.event_id,
+                "_source": history_document(event, self.pseudonymizer),
+            }
             for event in events
         ]
         if not actions:

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     data_dir: Path | None = None
     batch_size: int = Field(default=500, ge=1, le=50_000)
     batch_seconds: float = Field(default=1.0, gt=0)
+    pseudonym_key: SecretStr | None = None
+    pseudonym_key_id: str = "k1"
+    pseudonym_key_file: Path | None = None
+    demo: bool = Field(
+        default=False,
+        description="Synthetic data only: allows a generated pseudonymisation key.",
+    )
     log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
 
     def kafka_servers(self, stack: StackSettings | None = None) -> str:
@@ -93,6 +100,9 @@ class Settings(BaseSettings):
     @property
     def history_index(self) -> str:
         return f"{self.index_prefix}-access-history"
+
+    def demo_key_file(self, stack: StackSettings | None = None) -> Path:
+        return (stack or StackSettings()).dir / "demo-pseudonym.key"
 
     def worker_dir(self, stack: StackSettings | None = None) -> Path:
         return self.data_dir or (stack or StackSettings()).dir / "worker" / self.app_id

@@ -23,6 +23,7 @@ from streams.stack import LocalStack
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
 STACK_REPORT: list[str] = []
+TEST_KEY = "test-only-pseudonymisation-key-0123456789abcdef"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -82,6 +83,8 @@ def isolated(stack: RunningStack, tmp_path: Path) -> Iterator[Settings]:
         "GUETTEUR_DATA_DIR": str(tmp_path / "worker"),
         "GUETTEUR_WEB_PORT": str(_free_port()),
         "GUETTEUR_BATCH_SECONDS": "0.5",
+        "GUETTEUR_PSEUDONYM_KEY_ID": "test",
+        "GUETTEUR_PSEUDONYM_KEY": TEST_KEY,
     }
     previous = {key: os.environ.get(key) for key in env}
     os.environ.update(env)

@@ -37,7 +37,7 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
         events = sample_morning(practices=practices)
         log_file = stack_settings.dir / "logs" / "demo-worker.log"
         log_file.unlink(missing_ok=True)
-        with WorkerProcess(log_file) as worker:
+        with WorkerProcess(log_file, env={"GUETTEUR_DEMO": "1"}) as worker:
             payloads = [json.dumps(event).encode() for event in events] + MALFORMED
             publish(
                 settings,

@@ -9,6 +9,7 @@ import click
 from streams import __version__
 from streams.cli.demo import demo
 from streams.cli.output import fail
+from streams.cli.pseudonym import pseudonym
 from streams.cli.stack import stack
 from streams.cli.worker import worker
 from streams.settings import ConfigError
@@ -25,6 +26,7 @@ def cli() -> None:
 cli.add_command(stack)
 cli.add_command(worker)
 cli.add_command(demo)
+cli.add_command(pseudonym)
 
 
 def main() -> None:

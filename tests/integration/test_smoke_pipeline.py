@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch, NotFoundError
@@ -12,9 +13,11 @@ from elasticsearch import Elasticsearch, NotFoundError
 from streams.demo.sample import sample_morning
 from streams.elastic import sync_client
 from streams.producer import publish
+from streams.pseudonym import Key
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
+from tests.conftest import TEST_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +57,27 @@ def test_every_valid_event_produced_is_indexed(isolated: Settings, tmp_path: Pat
     assert count == len(events)
     found = client.mget(index=isolated.history_index, ids=[e["event_id"] for e in events])
     assert all(doc["found"] for doc in found["docs"])
-    stored = found["docs"][0]["_source"]
-    assert stored["event_id"] == events[0]["event_id"]
-    assert "patient_id" not in stored  # never stored in clear
+    by_id = {doc["_id"]: doc["_source"] for doc in found["docs"]}
+    key = Key("test", TEST_KEY.encode())
+    for event in events:
+        stored = by_id[event["event_id"]]
+        assert "patient_id" not in stored
+        if "patient_id" in event:
+            assert stored["patient_pseudonym"] == key.pseudonym(event["patient_id"])
+    _assert_no_raw_patient_id(client, isolated.history_index, events, tmp_path / "worker.log")
+
+
+def _assert_no_raw_patient_id(
+    client: Elasticsearch, index: str, events: list[dict[str, Any]], log: Path
+) -> None:
+    """Scan every stored document and the worker's whole log for any raw patient id."""
+    raw_ids = {e["patient_id"] for e in events if "patient_id" in e}
+    assert raw_ids
+    hits = client.search(index=index, size=10_000, query={"match_all": {}})["hits"]["hits"]
+    stored_text = json.dumps([hit["_source"] for hit in hits])
+    log_text = log.read_text()
+    leaked = sorted(raw for raw in raw_ids if raw in stored_text or raw in log_text)
+    assert leaked == []
 
 
 def test_replaying_the_same_events_does_not_duplicate(isolated: Settings, tmp_path: Path) -> None:
