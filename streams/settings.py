@@ -74,6 +74,7 @@ class Settings(BaseSettings):
 
     app_id: str = Field(default="guetteur", pattern=r"^[A-Za-z0-9._-]+$")
     topic_events: str = Field(default="access-events", pattern=r"^[A-Za-z0-9._-]+$")
+    topic_dlq: str = Field(default="access-events-dlq", pattern=r"^[A-Za-z0-9._-]+$")
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication: int = Field(default=1, ge=1, le=16)
     index_prefix: str = Field(default="guetteur", pattern=r"^[a-z0-9][a-z0-9._-]*$")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 from elasticsearch import Elasticsearch, NotFoundError
 
+from streams import dead_letters
 from streams.cli.output import emit, emit_record, progress, stderr, stdout
 from streams.demo.sample import sample_morning
 from streams.elastic import sync_client
@@ -34,6 +35,7 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
     with progress("demo") as report:
         LocalStack(stack_settings).up(report)
         ensure_topics(settings)
+        letters_before = _count_dead_letters(settings)
         events = sample_morning(practices=practices)
         log_file = stack_settings.dir / "logs" / "demo-worker.log"
         log_file.unlink(missing_ok=True)
@@ -54,6 +56,7 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
                 report,
                 worker,
             )
+            dead_lettered = _wait_for_dead_letters(settings, letters_before, len(MALFORMED), worker)
             worker_died = not worker.alive()
     stderr.print(f"worker log: {log_file}")
     if worker_died:
@@ -63,6 +66,8 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
         "valid": len(events),
         "malformed": len(MALFORMED),
         "indexed_from_this_run": indexed,
+        "dead_lettered_from_this_run": dead_lettered,
+        "dead_letter_topic": settings.topic_dlq,
         "history_index": settings.history_index,
         "history_total": client.count(index=settings.history_index)["count"],
     }
@@ -74,6 +79,7 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
         title="Indexed accesses by source and action",
     )
     if not as_json:
+        stdout.print(f"Dead letters: `guetteur dlq list` ({settings.topic_dlq}).")
         stdout.print(
             f"Elasticsearch: {settings.elasticsearch_url()}/{settings.history_index}/_search"
             " - stop the stack with `guetteur stack down`."
@@ -105,6 +111,23 @@ def _wait_for_documents(
             return found
         time.sleep(1)
     return found
+
+
+def _count_dead_letters(settings: Settings) -> int:
+    return sum(1 for _ in dead_letters.read_all(settings))
+
+
+def _wait_for_dead_letters(
+    settings: Settings, before: int, expected: int, worker: WorkerProcess, timeout: float = 30
+) -> int:
+    deadline = time.monotonic() + timeout
+    added = 0
+    while time.monotonic() < deadline and worker.alive():
+        added = _count_dead_letters(settings) - before
+        if added >= expected:
+            break
+        time.sleep(1)
+    return added
 
 
 def _breakdown(client: Elasticsearch, index: str) -> list[dict[str, Any]]:

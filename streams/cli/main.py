@@ -8,6 +8,7 @@ import click
 
 from streams import __version__
 from streams.cli.demo import demo
+from streams.cli.dlq import dlq
 from streams.cli.output import fail
 from streams.cli.pseudonym import pseudonym
 from streams.cli.stack import stack
@@ -27,6 +28,7 @@ cli.add_command(stack)
 cli.add_command(worker)
 cli.add_command(demo)
 cli.add_command(pseudonym)
+cli.add_command(dlq)
 
 
 def main() -> None:

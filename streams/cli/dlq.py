@@ -1,0 +1,65 @@
+"""``guetteur dlq``: see why messages were refused, and re-submit them."""
+
+from __future__ import annotations
+
+import click
+
+from streams import dead_letters
+from streams.cli.output import emit, emit_record, progress
+from streams.settings import Settings, load
+
+COLUMNS = [
+    "dlq_position",
+    "dead_lettered_at",
+    "reason",
+    "detail",
+    "source_topic",
+    "source_position",
+]
+
+
+@click.group()
+def dlq() -> None:
+    """The dead-letter topic (GUETTEUR_TOPIC_DLQ): refused messages, kept verbatim."""
+
+
+def _select(
+    settings: Settings, reasons: tuple[str, ...], positions: tuple[str, ...]
+) -> list[dead_letters.DeadLetter]:
+    letters = list(dead_letters.read_all(settings))
+    if reasons:
+        letters = [letter for letter in letters if letter.reason in reasons]
+    if positions:
+        letters = [
+            letter for letter in letters if f"{letter.partition}:{letter.offset}" in positions
+        ]
+    return letters
+
+
+@dlq.command("list")
+@click.option("--reason", "reasons", multiple=True, help="Only this reason (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+def list_(reasons: tuple[str, ...], as_json: bool) -> None:
+    """List dead letters with their reason and source position (payloads are not printed)."""
+    settings = load(Settings)
+    rows = [letter.row() for letter in _select(settings, reasons, ())]
+    emit(rows, COLUMNS, as_json=as_json, title=f"{len(rows)} dead letters in {settings.topic_dlq}")
+
+
+@dlq.command()
+@click.option("--reason", "reasons", multiple=True, help="Only this reason (repeatable).")
+@click.option("--position", "positions", multiple=True, help="Only this PARTITION:OFFSET.")
+@click.option("--json", "as_json", is_flag=True)
+def replay(reasons: tuple[str, ...], positions: tuple[str, ...], as_json: bool) -> None:
+    """Re-submit dead letters to the events topic as they were (e.g. after a contract fix).
+
+    Messages that are still invalid come back to the dead-letter topic, marked as replays;
+    valid ones are indexed once (documents are keyed by event_id).
+    """
+    settings = load(Settings)
+    letters = _select(settings, reasons, positions)
+    with progress("dlq replay") as report:
+        sent = dead_letters.replay(
+            settings, letters, lambda n: report(f"{n}/{len(letters)} re-submitted")
+        )
+    emit_record({"replayed": sent, "to_topic": settings.topic_events}, as_json=as_json)
