@@ -66,7 +66,7 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
         "valid": len(events),
         "malformed": len(MALFORMED),
         "indexed_from_this_run": indexed,
-        "dead_lettered_from_this_run": dead_lettered,
+        "new_dead_letters": dead_lettered,
         "dead_letter_topic": settings.topic_dlq,
         "history_index": settings.history_index,
         "history_total": client.count(index=settings.history_index)["count"],

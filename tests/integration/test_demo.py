@@ -28,7 +28,7 @@ def test_demo_indexes_every_valid_event_and_says_so(isolated: Settings) -> None:
     summary = lines[0]
     assert summary["valid"] > 100
     assert summary["indexed_from_this_run"] == summary["valid"]
-    assert summary["dead_lettered_from_this_run"] == summary["malformed"] == 2
+    assert summary["new_dead_letters"] == summary["malformed"] == 2
     assert summary["history_index"] == isolated.history_index
     breakdown = lines[1:]
     assert sum(row["events"] for row in breakdown) == summary["history_total"] == summary["valid"]
