@@ -8,7 +8,6 @@ producer bug lands in the dead-letter topic with a reason instead of in the audi
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -129,7 +128,3 @@ class AccessEvent(BaseModel):
     authorization_ref: Text128 | None = None
     consent: Consent | None = None
     attributes: dict[str, Any] | None = None
-
-    @property
-    def event_time(self) -> datetime:
-        return self.timestamp

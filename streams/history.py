@@ -6,7 +6,6 @@ appearing twice: the history stays a faithful count of accesses.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,8 +14,6 @@ from elasticsearch.helpers import async_bulk
 
 from detectors.models import AccessEvent
 from streams.pseudonym import Pseudonymizer
-
-log = logging.getLogger(__name__)
 
 
 def history_document(event: AccessEvent, pseudonymizer: Pseudonymizer) -> dict[str, Any]:

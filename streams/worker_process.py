@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 
@@ -56,16 +55,6 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-
-    def wait_for_log(self, text: str, timeout: float = 60.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.log_file.exists() and text in self.log_file.read_text(errors="replace"):
-                return True
-            if not self.alive():
-                return False
-            time.sleep(0.5)
-        return False
 
     def __enter__(self) -> WorkerProcess:
         return self.start()

@@ -21,7 +21,6 @@ from streams.settings import Settings, StackSettings
 from streams.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "test-output"
 STACK_REPORT: list[str] = []
 TEST_KEY = "test-only-pseudonymisation-key-0123456789abcdef"
 

@@ -73,6 +73,3 @@ class LocalStack:
 
     def status(self) -> list[ServiceStatus]:
         return [service.status() for service in self.services]
-
-    def all_ready(self) -> bool:
-        return all(service.running() and service.ready() for service in self.services)

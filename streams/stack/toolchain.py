@@ -10,14 +10,12 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 
 from streams.stack.process import tail
-from streams.stack.service import StackError
+from streams.stack.service import Progress, StackError
 
 MIN_JAVA = 17
-Progress = Callable[[str], None]
 
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
