@@ -11,7 +11,14 @@ import ipaddress
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
 
 class Action(StrEnum):
@@ -81,14 +88,24 @@ def _ip_address(value: str) -> str:
 
 Id128 = Annotated[str, Field(min_length=1, max_length=128)]
 Text128 = Annotated[str, Field(max_length=128)]
-IpAddress = Annotated[str, AfterValidator(_ip_address)]
+IpAddress = Annotated[
+    str,
+    AfterValidator(_ip_address),
+    WithJsonSchema({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
+]
 
-_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+class _ContractModel(BaseModel):
+    """Strict like the contract: unknown fields are errors, JSON types are not coerced.
+
+    Explicit ``null``s, which the contract also forbids, are refused by ``streams.decode``
+    before validation (a model-level "before" hook would take pydantic out of JSON mode).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class Actor(BaseModel):
-    model_config = _STRICT
-
+class Actor(_ContractModel):
     id: Id128
     role: Role
     organization: Text128 | None = None
@@ -96,18 +113,14 @@ class Actor(BaseModel):
     ip: IpAddress | None = None
 
 
-class Consent(BaseModel):
-    model_config = _STRICT
-
+class Consent(_ContractModel):
     scope: list[DataCategory] | None = None
     mode: ConsentMode | None = None
     expires_at: AwareDatetime | None = None
 
 
-class AccessEvent(BaseModel):
+class AccessEvent(_ContractModel):
     """One access to health data (or a session/consent lifecycle step), as a producer sent it."""
-
-    model_config = _STRICT
 
     event_id: Id128
     timestamp: AwareDatetime

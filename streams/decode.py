@@ -47,10 +47,29 @@ def decode(raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES) -> AccessEvent |
         return Rejected(Reason.NOT_JSON, f"{exc.msg} at line {exc.lineno} column {exc.colno}")
     if not isinstance(value, dict):
         return Rejected(Reason.NOT_AN_OBJECT, f"a JSON {type(value).__name__}, not an object")
+    nulls = _null_fields(value)
+    if nulls:
+        return Rejected(
+            Reason.CONTRACT_VIOLATION,
+            "; ".join(f"{field}: null is not allowed (omit the field instead)" for field in nulls),
+        )
     try:
         return AccessEvent.model_validate_json(text)
     except ValidationError as exc:
         return Rejected(Reason.CONTRACT_VIOLATION, describe(exc))
+
+
+def _null_fields(event: dict[str, object]) -> list[str]:
+    """Fields sent as ``null``: the contract's optional fields are absent or a value, never null.
+
+    ``attributes`` is free-form and kept verbatim, so nulls inside it are allowed.
+    """
+    found = [key for key, value in event.items() if value is None]
+    for nested in ("actor", "consent"):
+        inner = event.get(nested)
+        if isinstance(inner, dict):
+            found += [f"{nested}.{key}" for key, value in inner.items() if value is None]
+    return sorted(found)
 
 
 def describe(exc: ValidationError) -> str:
