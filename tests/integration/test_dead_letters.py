@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.request
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from elasticsearch import NotFoundError
 
 from streams import dead_letters
 from streams.cli.main import cli
@@ -53,6 +55,19 @@ def _wait_for_letters(
     return letters
 
 
+def _wait_until_indexed(settings: Settings, event_id: str, worker: WorkerProcess) -> bool:
+    """Dead letters may land before the valid event's batch does: wait for it, don't race it."""
+    client = sync_client(settings)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and worker.alive():
+        with contextlib.suppress(NotFoundError):
+            client.indices.refresh(index=settings.history_index)
+            if client.exists(index=settings.history_index, id=event_id):
+                return True
+        time.sleep(0.5)
+    return False
+
+
 def test_bad_messages_are_dead_lettered_with_reasons_and_replayable(
     isolated: Settings, tmp_path: Path
 ) -> None:
@@ -71,9 +86,7 @@ def test_bad_messages_are_dead_lettered_with_reasons_and_replayable(
         )
 
         # The worker kept going: the valid event after the bad ones is in the history.
-        client = sync_client(isolated)
-        client.indices.refresh(index=isolated.history_index)
-        assert client.get(index=isolated.history_index, id="dl-good-1")["found"]
+        assert _wait_until_indexed(isolated, "dl-good-1", worker), log.read_text()[-3000:]
 
         listed = CliRunner().invoke(cli, ["dlq", "list", "--json"])
         assert listed.exit_code == 0, listed.output
