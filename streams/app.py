@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors.models import AccessEvent
 from streams import metrics
-from streams.dead_letters import headers_for
+from streams.dead_letters import REPLAYED_FROM, headers_for
 from streams.decode import Rejected, decode
 from streams.elastic import async_client
 from streams.history import HistoryWriter
@@ -122,7 +122,7 @@ async def _triage(batch: Sequence[Any], dlq_topic: Any) -> list[AccessEvent]:
 def _carried_headers(headers: Any) -> list[tuple[str, bytes]]:
     """Keep a replay's mark, so a message that fails again shows it was already replayed."""
     items = headers.items() if isinstance(headers, dict) else (headers or [])
-    return [(key, value) for key, value in items if key == "guetteur.replayed_from"]
+    return [(key, value) for key, value in items if key == REPLAYED_FROM]
 
 
 def _timestamp_ms(timestamp: float | None) -> int | None:

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from streams.decode import Rejected
+from streams.producer import Record, publish_records
 from streams.settings import Settings
 
 PREFIX = "guetteur."
+# Header a replay carries, kept if the message is refused again (see streams.app).
+REPLAYED_FROM = PREFIX + "replayed_from"
 
 
 def headers_for(
@@ -50,6 +53,11 @@ class DeadLetter:
     headers: dict[str, str]
 
     @property
+    def position(self) -> str:
+        """``PARTITION:OFFSET`` in the dead-letter topic: how an operator names one letter."""
+        return f"{self.partition}:{self.offset}"
+
+    @property
     def reason(self) -> str:
         return self.headers.get("reason", "unknown")
 
@@ -57,7 +65,7 @@ class DeadLetter:
         """What ``dlq list`` shows: where it was, why, when; never the payload itself."""
         h = self.headers
         return {
-            "dlq_position": f"{self.partition}:{self.offset}",
+            "dlq_position": self.position,
             "dead_lettered_at": h.get("dead_lettered_at"),
             "reason": self.reason,
             "detail": h.get("detail"),
@@ -106,21 +114,8 @@ def replay(
     settings: Settings, letters: Iterable[DeadLetter], on_sent: Callable[[int], None] | None = None
 ) -> int:
     """Re-submit the original bytes to the events topic, marked with where they came from."""
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_servers(), acks="all", linger_ms=20)
-    futures = []
-    try:
-        for letter in letters:
-            mark = [(PREFIX + "replayed_from", f"dlq:{letter.partition}:{letter.offset}".encode())]
-            futures.append(
-                producer.send(
-                    settings.topic_events, value=letter.value, key=letter.key, headers=mark
-                )
-            )
-            if on_sent is not None:
-                on_sent(len(futures))
-        producer.flush()
-        for future in futures:
-            future.get(timeout=30)
-    finally:
-        producer.close()
-    return len(futures)
+    records = (
+        Record(letter.value, letter.key, [(REPLAYED_FROM, f"dlq:{letter.position}".encode())])
+        for letter in letters
+    )
+    return publish_records(settings, settings.topic_events, records, on_sent)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaProducer
@@ -21,32 +22,50 @@ def practice_key(payload: bytes) -> bytes | None:
     return practice.encode() if isinstance(practice, str) else None
 
 
+@dataclass(frozen=True)
+class Record:
+    value: bytes
+    key: bytes | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
 def publish(
     settings: Settings,
     topic: str,
     payloads: Iterable[bytes],
     on_sent: Callable[[int], None] | None = None,
 ) -> int:
-    """Send every payload as-is (malformed ones too) and wait for every ack; returns the count."""
+    """Send every payload as-is (malformed ones too), keyed by practice; returns the count."""
+    records = (Record(payload, practice_key(payload)) for payload in payloads)
+    return publish_records(settings, topic, records, on_sent)
+
+
+def publish_records(
+    settings: Settings,
+    topic: str,
+    records: Iterable[Record],
+    on_sent: Callable[[int], None] | None = None,
+) -> int:
+    """Send every record, then wait for every acknowledgement (raises if the broker refused one)."""
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka_servers(),
         acks="all",
         linger_ms=20,
         client_id="guetteur-publish",
     )
-    sent = 0
     futures: list[Any] = []
     try:
-        for payload in payloads:
-            futures.append(producer.send(topic, value=payload, key=practice_key(payload)))
-            sent += 1
-            if on_sent is not None and sent % 500 == 0:
-                on_sent(sent)
+        for record in records:
+            futures.append(
+                producer.send(topic, value=record.value, key=record.key, headers=record.headers)
+            )
+            if on_sent is not None and len(futures) % 500 == 0:
+                on_sent(len(futures))
         producer.flush()
         for future in futures:
-            future.get(timeout=30)  # raises if the broker refused a message
+            future.get(timeout=30)
     finally:
         producer.close()
     if on_sent is not None:
-        on_sent(sent)
-    return sent
+        on_sent(len(futures))
+    return len(futures)

@@ -30,9 +30,7 @@ def _select(
     if reasons:
         letters = [letter for letter in letters if letter.reason in reasons]
     if positions:
-        letters = [
-            letter for letter in letters if f"{letter.partition}:{letter.offset}" in positions
-        ]
+        letters = [letter for letter in letters if letter.position in positions]
     return letters
 
 
