@@ -76,6 +76,21 @@ class DeadLetter:
         }
 
 
+def count(settings: Settings) -> int:
+    """How many dead letters the topic holds, from its offsets: nothing is read."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_servers(), client_id="guetteur-dlq-count"
+    )
+    try:
+        partitions = consumer.partitions_for_topic(settings.topic_dlq) or set()
+        assigned = [TopicPartition(settings.topic_dlq, p) for p in partitions]
+        ends = consumer.end_offsets(assigned)
+        starts = consumer.beginning_offsets(assigned)
+        return sum(ends[tp] - starts[tp] for tp in assigned)
+    finally:
+        consumer.close()
+
+
 def read_all(settings: Settings, timeout: float = 30.0) -> Iterator[DeadLetter]:
     """Every dead letter currently in the topic, oldest first per partition."""
     consumer = KafkaConsumer(

@@ -35,7 +35,7 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
     with progress("demo") as report:
         LocalStack(stack_settings).up(report)
         ensure_topics(settings)
-        letters_before = _count_dead_letters(settings)
+        letters_before = dead_letters.count(settings)
         events = sample_morning(practices=practices)
         log_file = stack_settings.dir / "logs" / "demo-worker.log"
         log_file.unlink(missing_ok=True)
@@ -113,17 +113,13 @@ def _wait_for_documents(
     return found
 
 
-def _count_dead_letters(settings: Settings) -> int:
-    return sum(1 for _ in dead_letters.read_all(settings))
-
-
 def _wait_for_dead_letters(
     settings: Settings, before: int, expected: int, worker: WorkerProcess, timeout: float = 30
 ) -> int:
     deadline = time.monotonic() + timeout
     added = 0
     while time.monotonic() < deadline and worker.alive():
-        added = _count_dead_letters(settings) - before
+        added = dead_letters.count(settings) - before
         if added >= expected:
             break
         time.sleep(1)
