@@ -19,6 +19,7 @@ import pytest
 
 from streams.settings import Settings, StackSettings
 from streams.stack import LocalStack
+from tests.helpers import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_REPORT: list[str] = []
@@ -81,7 +82,7 @@ def isolated(stack: RunningStack, tmp_path: Path) -> Iterator[Settings]:
         "GUETTEUR_TOPIC_DLQ": f"test-events-{suffix}-dlq",
         "GUETTEUR_INDEX_PREFIX": f"test-{suffix}",
         "GUETTEUR_DATA_DIR": str(tmp_path / "worker"),
-        "GUETTEUR_WEB_PORT": str(_free_port()),
+        "GUETTEUR_WEB_PORT": str(free_ports(1)[0]),
         "GUETTEUR_BATCH_SECONDS": "0.5",
         "GUETTEUR_PSEUDONYM_KEY_ID": "test",
         "GUETTEUR_PSEUDONYM_KEY": TEST_KEY,
@@ -110,12 +111,3 @@ def isolated(stack: RunningStack, tmp_path: Path) -> Iterator[Settings]:
                 admin.delete_topics(doomed)
         finally:
             admin.close()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -19,16 +19,11 @@ from streams.producer import publish
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
+from tests.helpers import MINIMAL_EVENT
 
 pytestmark = pytest.mark.integration
 
-GOOD = {
-    "event_id": "dl-good-1",
-    "timestamp": "2026-11-16T10:00:00+01:00",
-    "source": "practice_app",
-    "action": "view",
-    "actor": {"id": "dr-martin", "role": "practitioner"},
-}
+GOOD = {**MINIMAL_EVENT, "event_id": "dl-good-1"}
 BAD = {
     b"\xff\xfe broken": "not_utf8",
     b"{not json": "not_json",

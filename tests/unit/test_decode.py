@@ -6,15 +6,9 @@ import pytest
 
 from detectors.models import AccessEvent
 from streams.decode import Reason, Rejected, decode
+from tests.helpers import MINIMAL_EVENT
 
-VALID = {
-    "event_id": "e-1",
-    "timestamp": "2026-11-16T10:00:00+01:00",
-    "source": "practice_app",
-    "action": "view",
-    "actor": {"id": "dr-martin", "role": "practitioner"},
-    "patient_id": "P-SECRET-42",
-}
+VALID = {**MINIMAL_EVENT, "patient_id": "P-SECRET-42"}
 
 
 def _raw(**changes: object) -> bytes:

@@ -11,6 +11,7 @@ import pytest
 from streams.settings import StackSettings
 from streams.stack import LocalStack, StackError, process, toolchain
 from streams.stack.kafka import POM as KAFKA_POM
+from tests.helpers import free_ports
 
 
 def _settings(tmp_path: Path) -> StackSettings:
@@ -101,7 +102,7 @@ def test_a_taken_port_is_named_before_anything_starts(tmp_path: Path) -> None:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        kafka_port, controller_port, transport_port = _free_ports(3)
+        kafka_port, controller_port, transport_port = free_ports(3)
         settings = StackSettings(
             dir=tmp_path,
             es_port=port,
@@ -116,16 +117,3 @@ def test_a_taken_port_is_named_before_anything_starts(tmp_path: Path) -> None:
         with pytest.raises(StackError, match=f"port {port} .* GUETTEUR_STACK_ES_PORT"):
             stack.up()
         assert not stack.kafka.running()
-
-
-def _free_ports(count: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()

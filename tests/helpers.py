@@ -1,0 +1,27 @@
+"""Small things several tests need: a minimal valid event, free local ports."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+# The smallest event the contract accepts: every required field, nothing else.
+MINIMAL_EVENT: dict[str, Any] = {
+    "event_id": "e-1",
+    "timestamp": "2026-11-16T10:00:00+01:00",
+    "source": "practice_app",
+    "action": "view",
+    "actor": {"id": "dr-martin", "role": "practitioner"},
+}
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on right now (all held at once, so they are distinct)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
