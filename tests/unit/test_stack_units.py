@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,10 @@ def test_pid_checks_need_the_marker_and_terminate_stops(tmp_path: Path) -> None:
     marker = str(tmp_path / "marker")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
     try:
+        # Popen returns once the child forked; its command line is ours only after exec.
+        deadline = time.monotonic() + 10
+        while marker not in process.command_line(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert process.is_ours(child.pid, marker)
         assert not process.is_ours(child.pid, "somebody-else")
         assert process.terminate(child.pid, timeout=10)
