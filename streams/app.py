@@ -10,17 +10,20 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from detectors.models import AccessEvent
 from streams import metrics
 from streams.dead_letters import REPLAYED_FROM, headers_for
-from streams.decode import Rejected, decode
+from streams.decode import Reason, Rejected, decode
 from streams.elastic import async_client
-from streams.history import HistoryWriter
+from streams.history import templates
+from streams.history.backoff import Backoff
+from streams.history.checkpoints import Checkpointer, ensure_separate, load_checkpoint_keys
+from streams.history.writer import Accepted, ChainHeads, HistoryWriter, Refused
 from streams.pseudonym import load_pseudonymizer
 from streams.settings import Settings
 
@@ -31,6 +34,9 @@ def create_app(settings: Settings) -> faust.App:
     settings.worker_dir().mkdir(parents=True, exist_ok=True)
     # Refuse to start without a key (unless in demo mode): never index a raw patient id.
     pseudonymizer = load_pseudonymizer(settings, settings.demo_key_file())
+    checkpoint_keys = load_checkpoint_keys(settings)
+    ensure_separate(checkpoint_keys, [pseudonymizer.current, *pseudonymizer.previous])
+    heads = ChainHeads()
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_servers()}",
@@ -54,24 +60,42 @@ def create_app(settings: Settings) -> faust.App:
         """Validate each message; dead-letter the bad ones; index the good ones in bulk.
 
         ``take_events`` acks a batch only when the loop comes back for the next one, i.e. after
-        the dead letters are delivered and Elasticsearch acknowledged the documents.
+        the dead letters are delivered and Elasticsearch acknowledged the documents (the writer
+        retries until it does: it never raises on an Elasticsearch error).
         """
         client = async_client(settings)
-        writer = HistoryWriter(client, settings.history_index, pseudonymizer)
+        backoff = Backoff()
+        writer = HistoryWriter(client, settings, pseudonymizer, heads, backoff)
+        checkpointer = Checkpointer(client, settings, checkpoint_keys[0], backoff)
+        await backoff.call("templates", partial(templates.install_async, client, settings))
         try:
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
                 accepted = await _triage(batch, dlq_topic)
-                indexed = await writer.write(accepted)
-                metrics.HISTORY_DOCUMENTS.inc(indexed)
+                result = await writer.write(accepted)
+                await _dead_letter_refused(result.refused, batch, dlq_topic)
+                metrics.HISTORY_DOCUMENTS.inc(result.written)
+                metrics.HISTORY_DUPLICATES.inc(result.duplicates)
                 log.info(
                     "batch indexed",
-                    extra={"batch.size": len(batch), "batch.indexed": indexed},
+                    extra={
+                        "batch.size": len(batch),
+                        "batch.indexed": result.written,
+                        "batch.duplicates": result.duplicates,
+                    },
                 )
-                yield indexed
+                await checkpointer.maybe_write(heads.heads, datetime.now(UTC))
+                yield result.written
         finally:
+            if heads.heads and heads.heads != checkpointer.last_heads:
+                await checkpointer.write(heads.heads, datetime.now(UTC))
             await client.close()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode's signal typing
+    async def forget_chain_heads(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        """Another worker may write these chains next: re-read their heads if they come back."""
+        heads.forget(tp.partition for tp in revoked if tp.topic == settings.topic_events)
 
     @app.page("/metrics")
     async def prometheus_metrics(web: Any, request: Any) -> Any:
@@ -80,43 +104,68 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-async def _triage(batch: Sequence[Any], dlq_topic: Any) -> list[AccessEvent]:
+async def _triage(batch: Sequence[Any], dlq_topic: Any) -> list[Accepted]:
     """Split a batch into valid events and dead letters; wait until every letter is delivered."""
-    accepted: list[AccessEvent] = []
-    deliveries = []
-    now = datetime.now(UTC)
+    accepted: list[Accepted] = []
+    letters = []
     for event in batch:
         message = event.message
         result = decode(message.value)
         if isinstance(result, Rejected):
-            metrics.EVENTS_REJECTED.labels(result.reason.value).inc()
-            log.warning(
-                "message dead-lettered",
-                extra={
-                    "dlq.reason": result.reason.value,
-                    "dlq.detail": result.detail,
-                    "kafka.partition": message.partition,
-                    "kafka.offset": message.offset,
-                },
-            )
-            headers = headers_for(
-                result,
-                message.topic,
-                message.partition,
-                message.offset,
-                _timestamp_ms(message.timestamp),
-                now,
-            )
-            headers += _carried_headers(message.headers)
-            deliveries.append(
-                await dlq_topic.send(key=message.key, value=message.value, headers=headers)
-            )
+            letters.append((message, result))
         else:
             metrics.EVENTS_ACCEPTED.labels(result.source).inc()
-            accepted.append(result)
+            accepted.append(Accepted(message.partition, message.offset, result))
+    await _dead_letter(letters, dlq_topic)
+    return accepted
+
+
+async def _dead_letter_refused(
+    refused: list[Refused], batch: Sequence[Any], dlq_topic: Any
+) -> None:
+    """Events Elasticsearch refused for good go where an operator sees and can replay them."""
+    if not refused:
+        return
+    messages = {(e.message.partition, e.message.offset): e.message for e in batch}
+    letters = [
+        (
+            messages[(r.accepted.partition, r.accepted.offset)],
+            Rejected(Reason.HISTORY_REFUSED, f"Elasticsearch refused the document: {r.error}"),
+        )
+        for r in refused
+    ]
+    await _dead_letter(letters, dlq_topic)
+
+
+async def _dead_letter(letters: list[tuple[Any, Rejected]], dlq_topic: Any) -> None:
+    """Send each message, verbatim, with why and where from; return once all are delivered."""
+    now = datetime.now(UTC)
+    deliveries = []
+    for message, rejected in letters:
+        metrics.EVENTS_REJECTED.labels(rejected.reason.value).inc()
+        log.warning(
+            "message dead-lettered",
+            extra={
+                "dlq.reason": rejected.reason.value,
+                "dlq.detail": rejected.detail,
+                "kafka.partition": message.partition,
+                "kafka.offset": message.offset,
+            },
+        )
+        headers = headers_for(
+            rejected,
+            message.topic,
+            message.partition,
+            message.offset,
+            _timestamp_ms(message.timestamp),
+            now,
+        )
+        headers += _carried_headers(message.headers)
+        deliveries.append(
+            await dlq_topic.send(key=message.key, value=message.value, headers=headers)
+        )
     if deliveries:
         await asyncio.gather(*deliveries)
-    return accepted
 
 
 def _carried_headers(headers: Any) -> list[tuple[str, bytes]]:

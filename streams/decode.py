@@ -24,6 +24,8 @@ class Reason(StrEnum):
     NOT_JSON = "not_json"
     NOT_AN_OBJECT = "not_an_object"
     CONTRACT_VIOLATION = "contract_violation"
+    # Valid, but Elasticsearch refused the document for good (see streams.history.writer).
+    HISTORY_REFUSED = "history_refused"
 
 
 @dataclass(frozen=True)

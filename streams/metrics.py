@@ -18,3 +18,16 @@ HISTORY_DOCUMENTS = Counter(
     "guetteur_history_documents_total",
     "Access-history documents acknowledged by Elasticsearch.",
 )
+HISTORY_DUPLICATES = Counter(
+    "guetteur_history_duplicates_total",
+    "Events not written because their event_id is already in the history (replays, redeliveries).",
+)
+ES_RETRIES = Counter(
+    "guetteur_elasticsearch_retries_total",
+    "Elasticsearch calls retried after an error, by operation; a rising rate means an outage.",
+    ["operation"],
+)
+CHECKPOINTS = Counter(
+    "guetteur_checkpoints_total",
+    "Signed chain-head checkpoints written to the checkpoint index.",
+)

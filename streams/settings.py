@@ -86,6 +86,20 @@ class Settings(BaseSettings):
     pseudonym_key: SecretStr | None = None
     pseudonym_key_id: str = "k1"
     pseudonym_key_file: Path | None = None
+    checkpoint_key: SecretStr | None = None
+    checkpoint_key_id: str = "c1"
+    checkpoint_key_file: Path | None = None
+    checkpoint_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often the worker signs the chain heads; 0 = after every batch.",
+    )
+    retention_months: int = Field(
+        default=12,
+        ge=6,
+        le=12,
+        description="How long the access history is kept (CNIL: 6 to 12 months).",
+    )
     demo: bool = Field(
         default=False,
         description="Synthetic data only: allows a generated pseudonymisation key.",
@@ -100,10 +114,21 @@ class Settings(BaseSettings):
 
     @property
     def history_index(self) -> str:
+        """The alias over every monthly history index: what readers search."""
         return f"{self.index_prefix}-access-history"
+
+    def history_month_index(self, year: int, month: int) -> str:
+        return f"{self.history_index}-{year:04d}.{month:02d}"
+
+    @property
+    def checkpoint_index(self) -> str:
+        return f"{self.index_prefix}-access-checkpoints"
 
     def demo_key_file(self, stack: StackSettings | None = None) -> Path:
         return (stack or StackSettings()).dir / "demo-pseudonym.key"
+
+    def demo_checkpoint_key_file(self, stack: StackSettings | None = None) -> Path:
+        return (stack or StackSettings()).dir / "demo-checkpoint.key"
 
     def worker_dir(self, stack: StackSettings | None = None) -> Path:
         return self.data_dir or (stack or StackSettings()).dir / "worker" / self.app_id

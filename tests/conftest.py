@@ -6,6 +6,7 @@ errors: nothing is skipped, nothing passes against a missing service.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.request
@@ -24,6 +25,7 @@ from tests.helpers import free_ports
 ROOT = Path(__file__).resolve().parent.parent
 STACK_REPORT: list[str] = []
 TEST_KEY = "test-only-pseudonymisation-key-0123456789abcdef"
+TEST_CHECKPOINT_KEY = "test-only-checkpoint-signing-key-fedcba9876543210"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -71,9 +73,11 @@ def stack() -> Iterator[RunningStack]:
 @pytest.fixture
 def isolated(stack: RunningStack, tmp_path: Path) -> Iterator[Settings]:
     """Settings with a topic, consumer group and indices of their own, removed afterwards."""
+    from elasticsearch import NotFoundError
     from kafka import KafkaAdminClient
 
     from streams.elastic import sync_client
+    from streams.history.templates import templates
 
     suffix = uuid.uuid4().hex[:10]
     env = {
@@ -86,6 +90,8 @@ def isolated(stack: RunningStack, tmp_path: Path) -> Iterator[Settings]:
         "GUETTEUR_BATCH_SECONDS": "0.5",
         "GUETTEUR_PSEUDONYM_KEY_ID": "test",
         "GUETTEUR_PSEUDONYM_KEY": TEST_KEY,
+        "GUETTEUR_CHECKPOINT_KEY_ID": "test",
+        "GUETTEUR_CHECKPOINT_KEY": TEST_CHECKPOINT_KEY,
     }
     previous = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
@@ -103,6 +109,9 @@ def isolated(stack: RunningStack, tmp_path: Path) -> Iterator[Settings]:
         ours = list(client.indices.get(index=f"{settings.index_prefix}-*", allow_no_indices=True))
         if ours:
             client.indices.delete(index=",".join(ours))
+        for template in templates(settings):
+            with contextlib.suppress(NotFoundError):
+                client.indices.delete_index_template(name=template)
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
         try:
             existing = set(admin.list_topics())

@@ -25,3 +25,16 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def stored_history(client: Any, settings: Any, ids: list[str] | None = None) -> dict[str, Any]:
+    """``event.id`` -> stored source, read through the history alias (all monthly indices)."""
+    from elasticsearch import NotFoundError
+
+    query = {"ids": {"values": ids}} if ids is not None else {"match_all": {}}
+    try:
+        client.indices.refresh(index=settings.history_index)
+        hits = client.search(index=settings.history_index, size=10_000, query=query)
+    except NotFoundError:
+        return {}
+    return {hit["_id"]: hit["_source"] for hit in hits["hits"]["hits"]}

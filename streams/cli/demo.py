@@ -13,6 +13,8 @@ from streams import dead_letters
 from streams.cli.output import emit, emit_record, progress, stderr, stdout
 from streams.demo.sample import sample_morning
 from streams.elastic import sync_client
+from streams.history.checkpoints import load_checkpoint_keys
+from streams.history.verify import verify
 from streams.producer import publish
 from streams.settings import Settings, StackSettings, load
 from streams.stack import LocalStack
@@ -31,7 +33,8 @@ MALFORMED = [b"{not json", b'{"event_id": "demo-bad-1", "timestamp": "2026-11-16
 def demo(practices: int, timeout: float, as_json: bool) -> None:
     """Start the local stack and a worker, replay a morning of accesses, show what was indexed."""
     stack_settings = load(StackSettings)
-    settings = load(Settings)
+    # Demo mode: synthetic data, so generated keys are allowed (unless keys are configured).
+    settings = load(Settings).model_copy(update={"demo": True})
     with progress("demo") as report:
         LocalStack(stack_settings).up(report)
         ensure_topics(settings)
@@ -70,6 +73,7 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
         "dead_letter_topic": settings.topic_dlq,
         "history_index": settings.history_index,
         "history_total": client.count(index=settings.history_index)["count"],
+        "audit_trail": _verified(client, settings),
     }
     emit_record(summary, as_json=as_json, title="Demo: access history")
     emit(
@@ -126,14 +130,21 @@ def _wait_for_dead_letters(
     return added
 
 
+def _verified(client: Elasticsearch, settings: Settings) -> str:
+    """What ``guetteur verify`` says of the history the demo just wrote."""
+    report = verify(client, settings, load_checkpoint_keys(settings))
+    state = "intact" if report.ok else f"{len(report.findings)} findings"
+    return f"{state}: {report.records} records chained, {report.checkpoints} signed checkpoints"
+
+
 def _breakdown(client: Elasticsearch, index: str) -> list[dict[str, Any]]:
     response = client.search(
         index=index,
         size=0,
         aggs={
             "source": {
-                "terms": {"field": "source.keyword", "size": 20},
-                "aggs": {"action": {"terms": {"field": "action.keyword", "size": 20}}},
+                "terms": {"field": "event.provider", "size": 20},
+                "aggs": {"action": {"terms": {"field": "event.action", "size": 20}}},
             }
         },
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 
 import click
+from elastic_transport import ConnectionError as ElasticsearchUnreachable
 
 from streams import __version__
 from streams.cli.demo import demo
 from streams.cli.dlq import dlq
+from streams.cli.history import retention, verify
 from streams.cli.output import fail
 from streams.cli.pseudonym import pseudonym
 from streams.cli.stack import stack
@@ -29,6 +31,8 @@ cli.add_command(worker)
 cli.add_command(demo)
 cli.add_command(pseudonym)
 cli.add_command(dlq)
+cli.add_command(verify)
+cli.add_command(retention)
 
 
 def main() -> None:
@@ -44,6 +48,12 @@ def main() -> None:
         sys.exit(130)
     except (StackError, ConfigError, TopicError) as exc:
         fail(str(exc))
+        sys.exit(1)
+    except ElasticsearchUnreachable as exc:
+        fail(
+            f"cannot reach Elasticsearch ({exc.message}); check GUETTEUR_ES_URL, or start the "
+            "local stack with `guetteur stack up`"
+        )
         sys.exit(1)
 
 

@@ -25,8 +25,9 @@ def pseudonym(raw_id: str, as_json: bool) -> None:
     )
     raw = sys.stdin.readline().strip() if raw_id == "-" else raw_id
     keys = [pseudonymizer.current, *pseudonymizer.previous]
+    pseudonyms = pseudonymizer.all_pseudonyms(raw)
     rows = [
-        {"key_id": key.key_id, "current": index == 0, "pseudonym": key.pseudonym(raw)}
+        {"key_id": key.key_id, "current": index == 0, "pseudonym": pseudonyms[index]}
         for index, key in enumerate(keys)
     ]
     emit(rows, ["key_id", "current", "pseudonym"], as_json=as_json)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import urllib.request
@@ -10,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from elasticsearch import NotFoundError
 
 from streams import dead_letters
 from streams.cli.main import cli
@@ -19,7 +17,7 @@ from streams.producer import publish
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
-from tests.helpers import MINIMAL_EVENT
+from tests.helpers import MINIMAL_EVENT, stored_history
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +53,8 @@ def _wait_until_indexed(settings: Settings, event_id: str, worker: WorkerProcess
     client = sync_client(settings)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and worker.alive():
-        with contextlib.suppress(NotFoundError):
-            client.indices.refresh(index=settings.history_index)
-            if client.exists(index=settings.history_index, id=event_id):
-                return True
+        if stored_history(client, settings, [event_id]):
+            return True
         time.sleep(0.5)
     return False
 

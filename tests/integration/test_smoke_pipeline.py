@@ -12,12 +12,14 @@ from elasticsearch import Elasticsearch, NotFoundError
 
 from streams.demo.sample import sample_morning
 from streams.elastic import sync_client
+from streams.keys import Key
 from streams.producer import publish
-from streams.pseudonym import Key
+from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 from tests.conftest import TEST_KEY
+from tests.helpers import stored_history
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +57,16 @@ def test_every_valid_event_produced_is_indexed(isolated: Settings, tmp_path: Pat
         count = _wait_for_count(client, isolated.history_index, len(events), worker)
         assert worker.alive(), (tmp_path / "worker.log").read_text()[-3000:]
     assert count == len(events)
-    found = client.mget(index=isolated.history_index, ids=[e["event_id"] for e in events])
-    assert all(doc["found"] for doc in found["docs"])
-    by_id = {doc["_id"]: doc["_source"] for doc in found["docs"]}
-    key = Key("test", TEST_KEY.encode())
+    by_id = stored_history(client, isolated)
+    assert set(by_id) == {e["event_id"] for e in events}
+    pseudonymizer = Pseudonymizer(Key("test", TEST_KEY.encode()))
     for event in events:
         stored = by_id[event["event_id"]]
-        assert "patient_id" not in stored
+        assert stored["event"]["action"] == event["action"]
+        assert stored["user"] == {"id": event["actor"]["id"], "roles": [event["actor"]["role"]]}
         if "patient_id" in event:
-            assert stored["patient_pseudonym"] == key.pseudonym(event["patient_id"])
+            expected = pseudonymizer.pseudonym(event["patient_id"])
+            assert stored["health"]["patient"]["pseudonym"] == expected
     _assert_no_raw_patient_id(client, isolated.history_index, events, tmp_path / "worker.log")
 
 
@@ -74,6 +77,7 @@ def _assert_no_raw_patient_id(
     raw_ids = {e["patient_id"] for e in events if "patient_id" in e}
     assert raw_ids
     hits = client.search(index=index, size=10_000, query={"match_all": {}})["hits"]["hits"]
+    assert len(hits) == len(events)
     stored_text = json.dumps([hit["_source"] for hit in hits])
     log_text = log.read_text()
     leaked = sorted(raw for raw in raw_ids if raw in stored_text or raw in log_text)
@@ -89,16 +93,18 @@ def test_replaying_the_same_events_does_not_duplicate(isolated: Settings, tmp_pa
     log = tmp_path / "worker.log"
     with WorkerProcess(log) as worker:
         deadline = time.monotonic() + 120
-        while _indexed_by_worker(log) < 2 * len(events) and time.monotonic() < deadline:
-            assert worker.alive(), log.read_text()[-3000:]
+        while _seen_by_worker(log, "batch.size") < 2 * len(events):
+            assert worker.alive() and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(1)
-    assert _indexed_by_worker(log) == 2 * len(events)  # both copies were written...
-    assert _count(client, isolated.history_index) == len(events)  # ...onto the same documents
+    # Both copies went through the worker; the second was recognised and not written.
+    assert _seen_by_worker(log, "batch.indexed") == len(events)
+    assert _seen_by_worker(log, "batch.duplicates") == len(events)
+    assert _count(client, isolated.history_index) == len(events)
 
 
-def _indexed_by_worker(log: Path) -> int:
-    """Sum of the worker's own per-batch counts (its JSON log lines)."""
+def _seen_by_worker(log: Path, field: str) -> int:
+    """Sum of one of the worker's per-batch counts (its JSON log lines)."""
     if not log.exists():
         return 0
     lines = (json.loads(line) for line in log.read_text().splitlines() if line.startswith("{"))
-    return sum(line.get("batch.indexed", 0) for line in lines)
+    return sum(line.get(field, 0) for line in lines)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from streams.pseudonym import Key, load_pseudonymizer, parse_key_file
+from streams.keys import Key, parse_key_file
+from streams.pseudonym import Pseudonymizer, load_pseudonymizer
 from streams.settings import ConfigError, Settings
 
 SECRET = "0123456789abcdef0123456789abcdef"
@@ -17,12 +18,12 @@ SECRET = "0123456789abcdef0123456789abcdef"
 
 def test_pseudonym_is_a_keyed_hmac_naming_its_key() -> None:
     expected = hmac.new(SECRET.encode(), b"P-10045", hashlib.sha256).hexdigest()
-    assert Key("k1", SECRET.encode()).pseudonym("P-10045") == f"k1:{expected}"
+    assert Pseudonymizer(Key("k1", SECRET.encode())).pseudonym("P-10045") == f"k1:{expected}"
 
 
 def test_same_id_other_key_gives_another_pseudonym() -> None:
-    one = Key("k1", SECRET.encode()).pseudonym("P-10045")
-    two = Key("k2", (SECRET + "x").encode()).pseudonym("P-10045")
+    one = Pseudonymizer(Key("k1", SECRET.encode())).pseudonym("P-10045")
+    two = Pseudonymizer(Key("k2", (SECRET + "x").encode())).pseudonym("P-10045")
     assert one.split(":")[1] != two.split(":")[1]
     assert hashlib.sha256(b"P-10045").hexdigest() not in {one, two}  # not a plain hash
 
@@ -74,5 +75,5 @@ def test_cli_prints_pseudonyms_from_stdin() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert Key("k9", SECRET.encode()).pseudonym("P-10045") in result.stdout
+    assert Pseudonymizer(Key("k9", SECRET.encode())).pseudonym("P-10045") in result.stdout
     assert "P-10045" not in result.stdout
