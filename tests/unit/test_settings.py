@@ -30,3 +30,12 @@ def test_out_of_range_port_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GUETTEUR_WEB_PORT", "70000")
     with pytest.raises(ConfigError, match="GUETTEUR_WEB_PORT"):
         load(Settings)
+
+
+@pytest.mark.parametrize("months", ["5", "13"])
+def test_retention_outside_the_cnil_range_is_refused(
+    monkeypatch: pytest.MonkeyPatch, months: str
+) -> None:
+    monkeypatch.setenv("GUETTEUR_RETENTION_MONTHS", months)
+    with pytest.raises(ConfigError, match="GUETTEUR_RETENTION_MONTHS: Input should be"):
+        load(Settings)

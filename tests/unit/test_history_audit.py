@@ -1,0 +1,134 @@
+"""The chain check, on chains built in memory: each kind of tampering gives its finding."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from streams.history.audit import ChainAudit, Finding, Record, Removed
+from streams.history.chain import START, Link, chain_fields, digest, link
+
+
+def _chain(length: int, partition: int = 0) -> list[Record]:
+    records, head = [], START
+    for n in range(1, length + 1):
+        document, head = link({"event": {"id": f"e-{n}"}, "n": n}, partition, n * 10, head)
+        records.append(Record("history-2026.11", f"e-{n}", document))
+    return records
+
+
+def _head(records: list[Record], seq: int) -> tuple[Link, str]:
+    return Link(seq, chain_fields(records[seq - 1].source)["hash"]), "checkpoint c-1"
+
+
+def _audit(
+    records: list[Record],
+    heads: list[tuple[Link, str]] | None = None,
+    removed: list[Removed] | None = None,
+    start: int = 1,
+) -> list[Finding]:
+    audit = ChainAudit(0, start=start, removed=removed or [])
+    audit.walk(records)
+    audit.check_heads(heads or [])
+    return audit.findings
+
+
+def _kinds(findings: list[Finding]) -> list[tuple[str, str | None, str | None]]:
+    return [(f.kind, f.seq, f.event_id) for f in findings]
+
+
+def test_an_untouched_chain_has_no_findings() -> None:
+    records = _chain(5)
+    assert _audit(records, [_head(records, 5)]) == []
+
+
+def test_an_edited_record_no_longer_matches_its_hash() -> None:
+    records = _chain(5)
+    records[2].source["n"] = 99
+    assert _kinds(_audit(records)) == [("modified", "3", "e-3")]
+
+
+def test_an_edit_with_a_recomputed_hash_breaks_the_next_link() -> None:
+    records = _chain(5)
+    forged = records[2].source
+    forged["n"] = 99
+    forged["guetteur"]["chain"]["hash"] = digest(forged)
+    assert _kinds(_audit(records)) == [("modified", "3", "e-3")]
+
+
+def test_a_rewritten_tail_is_caught_by_the_signed_head() -> None:
+    records = _chain(5)
+    head = _head(records, 5)
+    previous = Link(3, chain_fields(records[2].source)["hash"])
+    for record in records[3:]:  # re-chain seq 4 and 5 after editing seq 4
+        source = record.source
+        source["n"] += 100
+        source["guetteur"]["chain"]["prev"] = previous.hash
+        source["guetteur"]["chain"]["hash"] = digest(source)
+        previous = Link(previous.seq + 1, source["guetteur"]["chain"]["hash"])
+    assert _kinds(_audit(records)) == []  # the chain alone cannot tell...
+    assert _kinds(_audit(records, [head])) == [("modified", "5", "e-5")]  # ...the signature can
+
+
+def test_deleted_records_leave_a_gap() -> None:
+    records = _chain(6)
+    del records[2:4]
+    findings = _audit(records)
+    assert _kinds(findings) == [("deleted", "3-4", None)]
+    assert "2 record(s) missing" in findings[0].detail
+
+
+def test_a_deleted_first_record_is_a_gap_too() -> None:
+    assert _kinds(_audit(_chain(3)[1:])) == [("deleted", "1", None)]
+
+
+def test_a_record_claiming_a_taken_position_is_inserted() -> None:
+    records = _chain(4)
+    intruder = Record("history-2026.11", "x", copy.deepcopy(records[1].source))
+    intruder.source["event"]["id"] = "x"
+    findings = _audit([*records[:2], intruder, *records[2:]])
+    assert ("inserted", "2", "x") in _kinds(findings)
+
+
+def test_a_deleted_newest_record_is_a_truncation() -> None:
+    records = _chain(5)
+    heads = [_head(records, 3), _head(records, 5)]
+    findings = _audit(records[:4], heads)
+    assert _kinds(findings) == [("truncated", "5", None)]
+    assert "ends at 4" in findings[0].detail
+
+
+def test_retention_runs_are_not_deletions_and_their_link_is_still_checked() -> None:
+    records = _chain(8)
+    removed = [
+        Removed(1, 3, chain_fields(records[2].source)["hash"]),
+        Removed(6, 6, chain_fields(records[5].source)["hash"]),
+    ]
+    kept = [r for r in records if r.seq not in {1, 2, 3, 6}]
+    assert _audit(kept, [_head(records, 2), _head(records, 8)], removed) == []
+
+    tampered = [Removed(1, 3, "f" * 64), removed[1]]
+    assert _kinds(_audit(kept, removed=tampered)) == [("modified", "3", None)]
+
+    kept.remove(records[6])  # seq 7, right after a purged run
+    assert _kinds(_audit(kept, removed=removed)) == [("deleted", "7", None)]
+
+
+def test_a_window_starts_mid_chain_without_reporting_what_precedes_it() -> None:
+    records = _chain(10)
+    assert _audit(records[4:8], [_head(records, 6)], start=5) == []
+    assert _kinds(_audit(records[5:8], start=5)) == [("deleted", "5", None)]
+
+
+def test_documents_hash_over_prev_but_not_over_their_own_hash() -> None:
+    document: dict[str, Any] = {"a": 1}
+    chained, head = link(document, 2, 7, START)
+    assert chain_fields(chained) == {
+        "partition": 2,
+        "offset": 7,
+        "seq": 1,
+        "prev": START.hash,
+        "hash": head.hash,
+    }
+    assert digest(chained) == head.hash
+    assert document == {"a": 1}  # the input is not changed
