@@ -10,7 +10,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import faust
@@ -20,7 +19,6 @@ from streams import metrics
 from streams.dead_letters import REPLAYED_FROM, headers_for
 from streams.decode import Reason, Rejected, decode
 from streams.elastic import async_client
-from streams.history import templates
 from streams.history.backoff import Backoff
 from streams.history.checkpoints import Checkpointer, ensure_separate, load_checkpoint_keys
 from streams.history.writer import Accepted, ChainHeads, HistoryWriter, Refused
@@ -67,7 +65,6 @@ def create_app(settings: Settings) -> faust.App:
         backoff = Backoff()
         writer = HistoryWriter(client, settings, pseudonymizer, heads, backoff)
         checkpointer = Checkpointer(client, settings, checkpoint_keys[0], backoff)
-        await backoff.call("templates", partial(templates.install_async, client, settings))
         try:
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds

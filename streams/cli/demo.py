@@ -14,6 +14,7 @@ from streams.cli.output import emit, emit_record, progress, stderr, stdout
 from streams.demo.sample import sample_morning
 from streams.elastic import sync_client
 from streams.history.checkpoints import load_checkpoint_keys
+from streams.history.templates import prepare
 from streams.history.verify import verify
 from streams.producer import publish
 from streams.settings import Settings, StackSettings, load
@@ -38,6 +39,7 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
     with progress("demo") as report:
         LocalStack(stack_settings).up(report)
         ensure_topics(settings)
+        prepare(sync_client(settings), settings)
         letters_before = dead_letters.count(settings)
         events = sample_morning(practices=practices)
         log_file = stack_settings.dir / "logs" / "demo-worker.log"

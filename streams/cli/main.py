@@ -15,6 +15,7 @@ from streams.cli.output import fail
 from streams.cli.pseudonym import pseudonym
 from streams.cli.stack import stack
 from streams.cli.worker import worker
+from streams.history.templates import HistorySetupError
 from streams.settings import ConfigError
 from streams.stack import StackError
 from streams.topics import TopicError
@@ -46,7 +47,7 @@ def main() -> None:
     except click.Abort:
         fail("aborted")
         sys.exit(130)
-    except (StackError, ConfigError, TopicError) as exc:
+    except (StackError, ConfigError, TopicError, HistorySetupError) as exc:
         fail(str(exc))
         sys.exit(1)
     except ElasticsearchUnreachable as exc:

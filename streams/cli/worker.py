@@ -16,12 +16,15 @@ def worker() -> None:
     from faust import Worker
 
     from streams.app import create_app
+    from streams.elastic import sync_client
+    from streams.history.templates import prepare
     from streams.logs import logging_config
     from streams.topics import ensure_topics
 
     settings = load(Settings)
+    app = create_app(settings)  # first: refuses to start without keys, before touching anything
     ensure_topics(settings)
-    app = create_app(settings)
+    prepare(sync_client(settings), settings)
     Worker(
         app,
         loglevel=settings.log_level,

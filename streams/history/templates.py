@@ -7,10 +7,12 @@ write of its month, already strictly mapped and attached to the read alias.
 from __future__ import annotations
 
 import json
+import time
 from importlib import resources
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, Elasticsearch
+from elastic_transport import ConnectionError as TransportConnectionError
+from elasticsearch import Elasticsearch
 
 from streams.settings import Settings
 
@@ -43,11 +45,42 @@ def templates(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
+class HistorySetupError(Exception):
+    """Elasticsearch cannot hold the history as configured; the message says what to do."""
+
+
 def install(client: Elasticsearch, settings: Settings) -> None:
     for name, body in templates(settings).items():
         client.indices.put_index_template(name=name, **body)
 
 
-async def install_async(client: AsyncElasticsearch, settings: Settings) -> None:
-    for name, body in templates(settings).items():
-        await client.indices.put_index_template(name=name, **body)
+def prepare(client: Elasticsearch, settings: Settings, wait: float = 60.0) -> None:
+    """Install the templates before the worker consumes anything; wait a while for the node.
+
+    A plain index squatting the alias name (left by an earlier version, or created by hand)
+    would make every monthly index fail to create: refuse to start instead of retrying forever.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            _refuse_plain_index(client, settings.history_index)
+            install(client, settings)
+            return
+        except TransportConnectionError as exc:
+            if time.monotonic() > deadline:
+                raise HistorySetupError(
+                    f"cannot reach Elasticsearch at {settings.elasticsearch_url()} after "
+                    f"{wait:.0f}s ({exc.message}); check GUETTEUR_ES_URL or start the local "
+                    "stack with `guetteur stack up`"
+                ) from None
+            time.sleep(2)
+
+
+def _refuse_plain_index(client: Elasticsearch, alias: str) -> None:
+    if client.indices.exists(index=alias) and not client.indices.exists_alias(name=alias):
+        raise HistorySetupError(
+            f"Elasticsearch has a plain index named {alias!r}, where the history needs an alias "
+            f"over monthly indices ({alias}-YYYY.MM); it was probably written by an earlier "
+            "version. Reindex its documents into monthly indices or delete it "
+            f"(`curl -X DELETE <es>/{alias}`), then start again."
+        )

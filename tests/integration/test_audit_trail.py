@@ -138,3 +138,25 @@ def test_retention_removes_old_months_and_verify_still_passes(
     code, lines = _verify()
     assert code == 1
     assert [f["finding"] for f in lines if "finding" in f] == ["deleted"]
+
+
+def test_a_stopping_worker_signs_its_last_heads(isolated: Settings, tmp_path: Path) -> None:
+    """Checkpoints are rare (an hour here); a graceful stop still signs the newest heads, so a
+    record deleted afterwards from the end of a chain is reported."""
+    ensure_topics(isolated)
+    client = sync_client(isolated)
+    log = tmp_path / "worker.log"
+    first = [_event(f"s-{n}", f"2026-11-16T10:{n:02d}:00+01:00") for n in range(3)]
+    later = [_event(f"s-{n}", f"2026-11-16T11:{n:02d}:00+01:00") for n in range(3, 6)]
+    with WorkerProcess(log, env={"GUETTEUR_CHECKPOINT_SECONDS": "3600"}) as worker:
+        for events in (first, later):
+            publish(isolated, isolated.topic_events, [json.dumps(e).encode() for e in events])
+            deadline = time.monotonic() + 60
+            while not set(e["event_id"] for e in events) <= set(stored_history(client, isolated)):
+                assert worker.alive() and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)
+    assert "checkpoint written" in log.read_text()
+    client.delete(index=_index_of(client, isolated, "s-5"), id="s-5", refresh=True)
+    code, lines = _verify()
+    assert code == 1
+    assert [f["finding"] for f in lines if "finding" in f] == ["truncated"]
