@@ -136,7 +136,7 @@ def _verified(client: Elasticsearch, settings: Settings) -> str:
     """What ``guetteur verify`` says of the history the demo just wrote."""
     report = verify(client, settings, load_checkpoint_keys(settings))
     state = "intact" if report.ok else f"{len(report.findings)} findings"
-    return f"{state}: {report.records} records chained, {report.checkpoints} signed checkpoints"
+    return f"{state}: {report.records} chained records, {report.checkpoints} signed record(s)"
 
 
 def _breakdown(client: Elasticsearch, index: str) -> list[dict[str, Any]]:

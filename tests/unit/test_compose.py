@@ -21,6 +21,8 @@ SECRETS = {
     "KIBANA_PASSWORD": "test-only",
     "KIBANA_ENCRYPTION_KEY": "x" * 32,
     "GRAFANA_ADMIN_PASSWORD": "test-only",
+    "GUETTEUR_PSEUDONYM_KEY": "p" * 32,
+    "GUETTEUR_CHECKPOINT_KEY": "c" * 32,
 }
 LONG_RUNNING = {
     "kafka",
