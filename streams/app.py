@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         key_serializer="raw",
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.kafka_session_timeout,
     )
     events_topic = app.topic(settings.topic_events, value_type=bytes, value_serializer="raw")
     dlq_topic = app.topic(settings.topic_dlq, value_type=bytes, value_serializer="raw")
@@ -85,8 +86,7 @@ def create_app(settings: Settings) -> faust.App:
                 await checkpointer.maybe_write(heads.heads, datetime.now(UTC))
                 yield result.written
         finally:
-            if heads.heads and heads.heads != checkpointer.last_heads:
-                await checkpointer.write(heads.heads, datetime.now(UTC))
+            await checkpointer.write_last(heads.heads, datetime.now(UTC))
             await client.close()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode's signal typing

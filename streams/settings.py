@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: Path | None = None
+    kafka_session_timeout: float = Field(
+        default=60.0,
+        ge=6,
+        le=1800,
+        description="Seconds before a silent worker's partitions go to the others (failover).",
+    )
     batch_size: int = Field(default=500, ge=1, le=50_000)
     batch_seconds: float = Field(default=1.0, gt=0)
     pseudonym_key: SecretStr | None = None

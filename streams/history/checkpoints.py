@@ -11,11 +11,13 @@ dependence on how Elasticsearch or a JSON library re-serialises it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch, Elasticsearch, NotFoundError
@@ -173,17 +175,26 @@ class Checkpointer:
         await self.write(heads, now)
         return True
 
+    async def write_last(self, heads: dict[int, Link], now: datetime, timeout: float = 10) -> None:
+        """On the way out: one bounded try (a stop must not hang on a dead Elasticsearch)."""
+        if not heads or heads == self.last_heads:
+            return
+        try:
+            await asyncio.wait_for(self._index(heads, now), timeout)
+        except Exception as exc:  # the next worker's checkpoints will cover these heads
+            log.warning("last checkpoint not written", extra={"error": str(exc)[:500]})
+
     async def write(self, heads: dict[int, Link], now: datetime) -> None:
+        await self.backoff.call("checkpoint", partial(self._index, heads, now))
+
+    async def _index(self, heads: dict[int, Link], now: datetime) -> None:
         body = heads_body(self.settings.app_id, heads, now)
         doc_id = record_id(body)
-        document = signed_document(self.key, body)
-
-        async def index() -> None:
-            await self.client.index(
-                index=self.settings.checkpoint_index, id=doc_id, document=document
-            )
-
-        await self.backoff.call("checkpoint", index)
+        await self.client.index(
+            index=self.settings.checkpoint_index,
+            id=doc_id,
+            document=signed_document(self.key, body),
+        )
         self.last_written, self.last_heads = now, dict(heads)
         metrics.CHECKPOINTS.inc()
         log.info(
