@@ -36,6 +36,10 @@ test: $(STAMP) system-deps lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+# Speed figures as ratios to a baseline measured in the same run (see bench/).
+bench: $(STAMP)
+	$(BIN)/python -m bench.history_bench
+
 stack-down: $(STAMP)
 	$(BIN)/guetteur stack down
 

@@ -89,10 +89,16 @@ def create_app(settings: Settings) -> faust.App:
             await checkpointer.write_last(heads.heads, datetime.now(UTC))
             await client.close()
 
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode's signal typing
-    async def forget_chain_heads(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        """Another worker may write these chains next: re-read their heads if they come back."""
-        heads.forget(tp.partition for tp in revoked if tp.topic == settings.topic_events)
+    async def forget_chain_heads(sender: Any, partitions: set[Any], **kwargs: Any) -> None:
+        """Another worker may have written these chains meanwhile: re-read their heads.
+
+        On revocation and on assignment both, so a write that was still in flight during the
+        rebalance cannot leave a stale head behind.
+        """
+        heads.forget(tp.partition for tp in partitions if tp.topic == settings.topic_events)
+
+    app.on_partitions_revoked.connect(forget_chain_heads)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(forget_chain_heads)  # type: ignore[arg-type]
 
     @app.page("/metrics")
     async def prometheus_metrics(web: Any, request: Any) -> Any:
