@@ -94,6 +94,11 @@ def test_verify_reports_an_edit_a_deletion_and_a_truncation(
     client.delete(index=_index_of(client, isolated, "at-20"), id="at-20", refresh=True)
     code, lines = _verify()
     assert ("deleted", str(chain_fields(deleted)["seq"]), None) in _findings(lines)
+    # A window of event time walks only its part of the chain (plus one record each side).
+    code, lines = _verify("--from", "2026-11-16T10:25+01:00", "--to", "2026-11-16T10:28+01:00")
+    assert code == 0 and 4 <= lines[-1]["records_checked"] < len(history) - 10
+    code, lines = _verify("--from", "2026-11-16T10:18+01:00", "--to", "2026-11-16T10:22+01:00")
+    assert code == 1 and [f[0] for f in _findings(lines)] == ["deleted"]
 
     newest = _newest(client, isolated)
     newest_id = newest["event"]["id"]
