@@ -1,0 +1,113 @@
+"""What every detector shares: its protocol, its state's alert book, and event-time pending work.
+
+A detector is pure: ``step`` takes the state of one key and an event, ``expire`` takes the state
+and the event-time clock; both return the new state and the alerts it produced (new or updated).
+Decisions that depend on events which may still arrive (a consent stamped a few seconds after an
+access, a window still filling) are queued in the state with a deadline and taken by ``expire``
+once the clock passes it: the outcome then depends only on the events, not on their arrival
+order, so a replay, a restart or the offline runner reach the same alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from detectors.alerts import Alert, Finding, Severity, single_alert
+from detectors.models import AccessEvent, Action
+from detectors.policy import Policy
+
+S = TypeVar("S", bound="DetectorState")
+
+LIFECYCLE = {
+    Action.LOGIN,
+    Action.LOGOUT,
+    Action.SESSION_START,
+    Action.SESSION_END,
+    Action.CONSENT_GRANTED,
+    Action.CONSENT_REVOKED,
+}
+
+
+class Pending(BaseModel):
+    """An event whose decision waits until the event-time clock reaches ``due``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    due: AwareDatetime
+    event: AccessEvent
+
+
+class DetectorState(BaseModel):
+    """Pending decisions; subclasses add what their rule needs to remember."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pending: list[Pending] = Field(default_factory=list)
+
+    def next_due(self) -> datetime | None:
+        return min((p.due for p in self.pending), default=None)
+
+    def is_idle(self) -> bool:
+        """Nothing left to decide or remember: the key's state may be dropped."""
+        return self == type(self)()
+
+
+class Detector(Protocol[S]):
+    rule_id: str
+
+    @property
+    def name(self) -> str:
+        """Unique among detectors (two may share a rule_id)."""
+        ...
+
+    def key(self, event: AccessEvent) -> str | None: ...
+    def initial(self) -> S: ...
+    def step(self, state: S, event: AccessEvent) -> tuple[S, list[Alert]]: ...
+    def expire(self, state: S, now: datetime) -> tuple[S, list[Alert]]: ...
+
+
+class BaseDetector:
+    """Findings into alerts, severity policy and the pending queue, for the rules to build on."""
+
+    rule_id: str = ""
+    default_severity: Severity = Severity.HIGH
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+
+    @property
+    def name(self) -> str:
+        return self.rule_id
+
+    @property
+    def severity(self) -> Severity:
+        return self.policy.severity.get(self.rule_id, self.default_severity)
+
+    def finding(self, event: AccessEvent, group: str, headline: str) -> Finding:
+        return Finding(self.rule_id, self.severity, event, group, headline)
+
+    def report(self, findings: Iterable[Finding]) -> list[Alert]:
+        window = self.policy.alerts.group_window
+        return [single_alert(finding, window) for finding in findings]
+
+    def wait(self, state: DetectorState, event: AccessEvent, delay: timedelta) -> None:
+        due = event.timestamp + delay + self.policy.alerts.lateness
+        state.pending.append(Pending(due=due, event=event))
+
+    def due(self, state: DetectorState, now: datetime) -> list[AccessEvent]:
+        """Pending events whose time has come, oldest first; removed from the state."""
+        ready = [p for p in state.pending if p.due <= now]
+        if ready:
+            state.pending = [p for p in state.pending if p.due > now]
+        return [p.event for p in sorted(ready, key=lambda p: (p.event.timestamp, p.event.event_id))]
+
+
+def touches_patient_data(event: AccessEvent) -> bool:
+    """The contract's test: an action with a patient or a data category, not a lifecycle step."""
+    return event.action not in LIFECYCLE and (
+        event.patient_id is not None or event.data_category is not None
+    )

@@ -1,0 +1,98 @@
+"""``export.unusual_volume``: an actor's exported or downloaded records over a sliding window
+far above both an absolute floor and that actor's own recent habit.
+
+State is per actor: the exports of the current window (for the sliding sum) and daily totals of
+the last ``baseline_days`` (for the median). Days without exports count as zero, so a first huge
+export (a cold start, median 0) is judged by the floor alone and is not hidden.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import UTC, date, datetime, timedelta
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from detectors.alerts import Alert, Severity
+from detectors.base import BaseDetector, DetectorState
+from detectors.models import AccessEvent
+
+
+class Export(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: AwareDatetime
+    records: int
+    event_id: str
+
+
+class VolumeState(DetectorState):
+    exports: list[Export] = Field(default_factory=list)  # the last window's, any order
+    daily: dict[date, int] = Field(default_factory=dict)  # records per UTC day
+
+
+class UnusualVolumeDetector(BaseDetector):
+    rule_id = "export.unusual_volume"
+    default_severity = Severity.HIGH
+
+    def key(self, event: AccessEvent) -> str | None:
+        return f"actor:{event.actor.id}" if event.action in self.policy.export.actions else None
+
+    def initial(self) -> VolumeState:
+        return VolumeState()
+
+    def step(self, state: VolumeState, event: AccessEvent) -> tuple[VolumeState, list[Alert]]:
+        if event.action not in self.policy.export.actions or event.record_count == 0:
+            return state, []
+        export = Export(at=event.timestamp, records=event.record_count, event_id=event.event_id)
+        state.exports.append(export)
+        day = _day(event.timestamp)
+        state.daily[day] = state.daily.get(day, 0) + event.record_count
+        # Judged once every export up to this one's time has had the chance to arrive.
+        self.wait(state, event, timedelta(0))
+        return state, []
+
+    def expire(self, state: VolumeState, now: datetime) -> tuple[VolumeState, list[Alert]]:
+        findings = []
+        for export in self.due(state, now):
+            in_window = self._window_total(state, export.timestamp)
+            threshold = self._threshold(state, export.timestamp)
+            if in_window > threshold:
+                headline = self._headline(export, in_window, threshold)
+                findings.append(self.finding(export, f"actor:{export.actor.id}", headline))
+        self._forget_old(state, now)
+        return state, self.report(findings)
+
+    def _window_total(self, state: VolumeState, at: datetime) -> int:
+        start = at - self.policy.export.volume_window
+        return sum(e.records for e in state.exports if start < e.at <= at)
+
+    def _threshold(self, state: VolumeState, at: datetime) -> float:
+        policy = self.policy.export
+        today = _day(at)
+        days = [date.fromordinal(today.toordinal() - n) for n in range(1, policy.baseline_days + 1)]
+        median = statistics.median(state.daily.get(day, 0) for day in days)
+        return max(policy.volume_floor, policy.baseline_multiplier * median)
+
+    def _forget_old(self, state: VolumeState, now: datetime) -> None:
+        policy = self.policy.export
+        horizon = now - policy.volume_window - self.policy.alerts.lateness
+        waiting = min((p.event.timestamp for p in state.pending), default=now)
+        keep_from = min(horizon, waiting - policy.volume_window)
+        state.exports = [e for e in state.exports if e.at > keep_from]
+        oldest_day = _day(now).toordinal() - policy.baseline_days - 2
+        state.daily = {d: n for d, n in state.daily.items() if d.toordinal() >= oldest_day}
+
+    def _headline(self, export: AccessEvent, total: int, threshold: float) -> str:
+        hours = self.policy.export.volume_window_hours
+        return (
+            f"{export.actor.role.value} {export.actor.id} exported or downloaded {total} patient "
+            f"records within {hours:g} h (last: {export.action.value} of "
+            f"{export.record_count} from practice {export.practice_id}), above the alert "
+            f"threshold of {threshold:g} (floor, or {self.policy.export.baseline_multiplier:g}x "
+            "their median daily volume)"
+        )
+
+
+def _day(at: datetime) -> date:
+    return at.astimezone(UTC).date()

@@ -1,0 +1,104 @@
+"""``hri.bulk_download``: reimbursement histories (HRi) are to be consulted on purpose, not
+harvested (the 2024 sanction). Fires on automated downloads, on downloads with no view of the
+same patient by the same actor shortly before, and on an actor downloading the histories of
+more distinct patients than the threshold within the window.
+
+State is per actor: their recent HRi views by patient and their downloads of the window. A
+download is judged once the clock passes it (plus lateness), so a view that arrives late but
+happened before still counts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from detectors.alerts import Alert, Finding, Severity
+from detectors.base import BaseDetector, DetectorState
+from detectors.models import AccessEvent, Action, DataCategory
+
+
+class Download(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: AwareDatetime
+    patient: str
+
+
+class HriState(DetectorState):
+    views: dict[str, list[AwareDatetime]] = Field(default_factory=dict)
+    downloads: list[Download] = Field(default_factory=list)
+
+
+class BulkDownloadDetector(BaseDetector):
+    rule_id = "hri.bulk_download"
+    default_severity = Severity.HIGH
+
+    def key(self, event: AccessEvent) -> str | None:
+        return f"actor:{event.actor.id}" if self._is_hri(event) else None
+
+    def initial(self) -> HriState:
+        return HriState()
+
+    def step(self, state: HriState, event: AccessEvent) -> tuple[HriState, list[Alert]]:
+        if not self._is_hri(event) or event.patient_id is None:
+            return state, []
+        if event.action is Action.VIEW:
+            state.views.setdefault(event.patient_id, []).append(event.timestamp)
+            return state, []
+        if event.action is not Action.DOWNLOAD:
+            return state, []
+        state.downloads.append(Download(at=event.timestamp, patient=event.patient_id))
+        if event.automated:
+            headline = self._headline(event, "an automated download, not a consultation")
+            return state, self.report([self.finding(event, f"actor:{event.actor.id}", headline)])
+        self.wait(state, event, timedelta(0))
+        return state, []
+
+    def expire(self, state: HriState, now: datetime) -> tuple[HriState, list[Alert]]:
+        findings: list[Finding] = []
+        for download in self.due(state, now):
+            reason = self._reason(state, download)
+            if reason:
+                headline = self._headline(download, reason)
+                findings.append(self.finding(download, f"actor:{download.actor.id}", headline))
+        self._forget_old(state, now)
+        return state, self.report(findings)
+
+    def _reason(self, state: HriState, download: AccessEvent) -> str | None:
+        policy = self.policy.hri
+        at = download.timestamp
+        patients = {d.patient for d in state.downloads if at - policy.window < d.at <= at}
+        if len(patients) > policy.max_patients:
+            return (
+                f"{len(patients)} distinct patients' histories within "
+                f"{policy.window_minutes:g} min (threshold {policy.max_patients})"
+            )
+        views = state.views.get(download.patient_id or "", [])
+        if not any(at - policy.view_before <= v <= at for v in views):
+            minutes = f"{policy.view_before_minutes:g}"
+            return f"no view of that patient's history in the {minutes} min before"
+        return None
+
+    def _forget_old(self, state: HriState, now: datetime) -> None:
+        policy = self.policy.hri
+        waiting = min((p.event.timestamp for p in state.pending), default=now)
+        keep_from = min(now - self.policy.alerts.lateness, waiting) - max(
+            policy.window, policy.view_before
+        )
+        state.downloads = [d for d in state.downloads if d.at > keep_from]
+        views = {p: [v for v in times if v > keep_from] for p, times in state.views.items()}
+        state.views = {p: times for p, times in views.items() if times}
+
+    def _is_hri(self, event: AccessEvent) -> bool:
+        return (
+            event.source == self.policy.hri.source
+            or event.data_category is DataCategory.REIMBURSEMENT
+        )
+
+    def _headline(self, event: AccessEvent, reason: str) -> str:
+        return (
+            f"{event.actor.role.value} {event.actor.id} downloaded the reimbursement history "
+            f"(HRi) of a patient at practice {event.practice_id}: {reason}"
+        )
