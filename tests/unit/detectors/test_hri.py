@@ -1,0 +1,56 @@
+"""HRi: consult on purpose, never harvest."""
+
+from __future__ import annotations
+
+from detectors.models import AccessEvent
+from tests.unit.detectors.helpers import DOCTOR, at, ev, fired, run
+
+HRI = "hri.bulk_download"
+SYNC = {"id": "svc-hri-sync", "role": "service"}
+
+
+def _hri(
+    action: str, when: str, patient: str, actor: dict[str, str] = DOCTOR, **f: object
+) -> AccessEvent:
+    return ev(
+        action,
+        actor,
+        when,
+        source="hri_gateway",
+        patient_id=patient,
+        data_category="reimbursement",
+        **f,
+    )
+
+
+def test_a_doctor_viewing_then_downloading_is_quiet() -> None:
+    assert run([_hri("view", at(0), "P-1"), _hri("download", at(60), "P-1")]) == []
+
+
+def test_an_automated_download_fires_at_once() -> None:
+    download = _hri("download", at(0), "P-1", SYNC, automated=True)
+    [alert] = fired(run([download]), HRI)
+    assert "an automated download, not a consultation" in alert.summary
+
+
+def test_a_download_without_a_recent_view_fires() -> None:
+    stale = [_hri("view", at(0), "P-1"), _hri("download", at(minutes=30), "P-1")]
+    [alert] = fired(run(stale), HRI)
+    assert "no view of that patient's history in the 10 min before" in alert.summary
+    other_patient = [_hri("view", at(0), "P-2"), _hri("download", at(60), "P-1")]
+    assert fired(run(other_patient), HRI)
+
+
+def test_a_view_delivered_after_its_download_still_counts() -> None:
+    view, download = _hri("view", at(0), "P-1"), _hri("download", at(60), "P-1")
+    assert run([download, view]) == []
+
+
+def test_too_many_distinct_patients_in_the_window_fires_once_per_incident() -> None:
+    events = []
+    for n in range(25):
+        events += [_hri("view", at(minutes=2 * n), f"P-{n}")]
+        events += [_hri("download", at(minutes=2 * n, seconds=30), f"P-{n}")]
+    [alert] = fired(run(events), HRI)
+    assert alert.event_count == 5  # the 21st to the 25th patient's downloads
+    assert "21 distinct patients' histories within 60 min" in alert.summary
