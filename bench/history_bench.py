@@ -20,7 +20,7 @@ from streams.demo.sample import sample_morning
 from streams.history.chain import START, link
 from streams.history.document import history_document
 from streams.keys import Key
-from streams.pseudonym import Pseudonymizer
+from streams.pseudonym import Pseudonymizer, pseudonymise
 
 PSEUDONYMIZER = Pseudonymizer(Key("bench", b"bench-key-0123456789abcdef0123456789"))
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -40,7 +40,7 @@ def _document(payloads: list[bytes]) -> None:
     for payload in payloads:
         event = decode(payload)
         assert isinstance(event, AccessEvent)
-        history_document(event, PSEUDONYMIZER, NOW)
+        history_document(pseudonymise(event, PSEUDONYMIZER), NOW)
 
 
 def _chained(payloads: list[bytes]) -> None:
@@ -48,7 +48,7 @@ def _chained(payloads: list[bytes]) -> None:
     for offset, payload in enumerate(payloads):
         event = decode(payload)
         assert isinstance(event, AccessEvent)
-        _, head = link(history_document(event, PSEUDONYMIZER, NOW), 0, offset, head)
+        _, head = link(history_document(pseudonymise(event, PSEUDONYMIZER), NOW), 0, offset, head)
 
 
 def _best(stage: Callable[[list[bytes]], None], payloads: list[bytes], repeat: int) -> float:

@@ -22,7 +22,7 @@ from streams.elastic import async_client
 from streams.history.backoff import Backoff
 from streams.history.checkpoints import Checkpointer, ensure_separate, load_checkpoint_keys
 from streams.history.writer import Accepted, ChainHeads, HistoryWriter, Refused
-from streams.pseudonym import load_pseudonymizer
+from streams.pseudonym import Pseudonymizer, load_pseudonymizer, pseudonymise
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,13 @@ def create_app(settings: Settings) -> faust.App:
         """
         client = async_client(settings)
         backoff = Backoff()
-        writer = HistoryWriter(client, settings, pseudonymizer, heads, backoff)
+        writer = HistoryWriter(client, settings, heads, backoff)
         checkpointer = Checkpointer(client, settings, checkpoint_keys[0], backoff)
         try:
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
-                accepted = await _triage(batch, dlq_topic)
+                accepted = await _triage(batch, dlq_topic, pseudonymizer)
                 result = await writer.write(accepted)
                 await _dead_letter_refused(result.refused, batch, dlq_topic)
                 metrics.HISTORY_DOCUMENTS.inc(result.written)
@@ -107,8 +107,13 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-async def _triage(batch: Sequence[Any], dlq_topic: Any) -> list[Accepted]:
-    """Split a batch into valid events and dead letters; wait until every letter is delivered."""
+async def _triage(
+    batch: Sequence[Any], dlq_topic: Any, pseudonymizer: Pseudonymizer
+) -> list[Accepted]:
+    """Split a batch into valid events and dead letters; wait until every letter is delivered.
+
+    Valid events are pseudonymised here, once: nothing downstream ever holds a raw patient id.
+    """
     accepted: list[Accepted] = []
     letters = []
     for event in batch:
@@ -118,7 +123,8 @@ async def _triage(batch: Sequence[Any], dlq_topic: Any) -> list[Accepted]:
             letters.append((message, result))
         else:
             metrics.EVENTS_ACCEPTED.labels(result.source).inc()
-            accepted.append(Accepted(message.partition, message.offset, result))
+            event = pseudonymise(result, pseudonymizer)
+            accepted.append(Accepted(message.partition, message.offset, event))
     await _dead_letter(letters, dlq_topic)
     return accepted
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from detectors.models import AccessEvent
 from streams.keys import Key, KeySource, load_keys
 from streams.settings import Settings
 
@@ -47,3 +48,10 @@ def load_pseudonymizer(settings: Settings, demo_key_file: Path | None = None) ->
         source, demo=settings.demo, demo_file=demo_key_file, purpose="pseudonymisation"
     )
     return Pseudonymizer(first, tuple(rest))
+
+
+def pseudonymise(event: AccessEvent, pseudonymizer: Pseudonymizer) -> AccessEvent:
+    """The event as everything downstream sees it: its patient id replaced by the pseudonym."""
+    if event.patient_id is None:
+        return event
+    return event.model_copy(update={"patient_id": pseudonymizer.pseudonym(event.patient_id)})

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
         le=12,
         description="How long the access history is kept (CNIL: 6 to 12 months).",
     )
+    policy_file: Path | None = Field(
+        default=None,
+        description="The detection policy (TOML); the defaults when unset.",
+    )
     demo: bool = Field(
         default=False,
         description="Synthetic data only: allows a generated pseudonymisation key.",

@@ -1,8 +1,9 @@
 """An accepted event as the history stores it: ECS field names, patient id pseudonymised.
 
-The raw ``patient_id`` never enters the document: it is replaced by its keyed pseudonym here,
-the only place that builds history documents. Empty fields are left out, so a document shows
-what the producer said and nothing it did not.
+The event arrives already pseudonymised (``streams.pseudonym.pseudonymise``, applied once at
+ingestion for everything downstream): its ``patient_id`` is the keyed pseudonym and is stored as
+``health.patient.pseudonym``. Empty fields are left out, so a document shows what the producer
+said and nothing it did not.
 """
 
 from __future__ import annotations
@@ -11,13 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from detectors.models import AccessEvent
-from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
 
 
-def history_document(
-    event: AccessEvent, pseudonymizer: Pseudonymizer, ingested: datetime
-) -> dict[str, Any]:
+def history_document(event: AccessEvent, ingested: datetime) -> dict[str, Any]:
     data = event.model_dump(mode="json", exclude_none=True)
     actor = data["actor"]
     document: dict[str, Any] = {
@@ -34,9 +32,7 @@ def history_document(
     source = _pruned({"ip": actor.get("ip"), "geo": {"country_iso_code": actor.get("country")}})
     if source:
         document["source"] = source
-    patient = None
-    if event.patient_id is not None:
-        patient = {"pseudonym": pseudonymizer.pseudonym(event.patient_id)}
+    patient = {"pseudonym": event.patient_id} if event.patient_id is not None else None
     health = {
         "actor": {"organization": actor.get("organization")},
         "practice": {"id": data.get("practice_id")},

@@ -29,7 +29,6 @@ from detectors.models import AccessEvent
 from streams.history.backoff import Backoff
 from streams.history.chain import START, Link, chain_fields, link
 from streams.history.document import history_document, month_index
-from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,8 @@ TRANSIENT = {429, 500, 502, 503, 504}
 
 @dataclass(frozen=True)
 class Accepted:
-    """A valid event and where it was read from: its partition owns its place in the chain."""
+    """A valid, pseudonymised event and where it was read from (its partition owns its place in
+    the chain)."""
 
     partition: int
     offset: int
@@ -91,14 +91,12 @@ class HistoryWriter:
         self,
         client: AsyncElasticsearch,
         settings: Settings,
-        pseudonymizer: Pseudonymizer,
         heads: ChainHeads,
         backoff: Backoff | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.client = client
         self.settings = settings
-        self.pseudonymizer = pseudonymizer
         self.heads = heads
         self.backoff = backoff or Backoff()
         self.clock = clock
@@ -109,9 +107,7 @@ class HistoryWriter:
         result.duplicates = len(batch) - len(fresh)
         await self._load_heads({a.partition for a in fresh})
         ingested = self.clock()
-        documents = {
-            a.event_id: history_document(a.event, self.pseudonymizer, ingested) for a in fresh
-        }
+        documents = {a.event_id: history_document(a.event, ingested) for a in fresh}
         operation = "create"
         while fresh:
             pending, heads = self._chain(fresh, documents)

@@ -12,7 +12,7 @@ from streams.history.chain import START, link
 from streams.history.document import history_document, month_index
 from streams.history.templates import templates
 from streams.keys import Key
-from streams.pseudonym import Pseudonymizer
+from streams.pseudonym import Pseudonymizer, pseudonymise
 from streams.settings import Settings
 from tests.helpers import MINIMAL_EVENT
 
@@ -56,7 +56,9 @@ def test_every_field_of_every_contract_example_is_mapped() -> None:
     mapped = _mapped_paths(history["template"]["mappings"]["properties"])
     produced: set[str] = set()
     for event in _examples():
-        document, _ = link(history_document(event, PSEUDONYMIZER, INGESTED), 0, 0, START)
+        document, _ = link(
+            history_document(pseudonymise(event, PSEUDONYMIZER), INGESTED), 0, 0, START
+        )
         produced |= _leaf_paths(document)
     assert produced - mapped == set()
     assert {"@timestamp", "event.action", "event.outcome", "user.id", "user.roles"} <= produced
@@ -65,13 +67,13 @@ def test_every_field_of_every_contract_example_is_mapped() -> None:
 
 def test_the_raw_patient_id_is_replaced_by_its_pseudonym() -> None:
     event = _event(patient_id="P-10045")
-    document = history_document(event, PSEUDONYMIZER, INGESTED)
+    document = history_document(pseudonymise(event, PSEUDONYMIZER), INGESTED)
     assert "P-10045" not in json.dumps(document)
     assert document["health"]["patient"]["pseudonym"] == PSEUDONYMIZER.pseudonym("P-10045")
 
 
 def test_a_minimal_event_stores_only_what_was_said_plus_defaults() -> None:
-    document = history_document(_event(), PSEUDONYMIZER, INGESTED)
+    document = history_document(_event(), INGESTED)
     assert document == {
         "@timestamp": "2026-11-16T10:00:00+01:00",
         "event": {

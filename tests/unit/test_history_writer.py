@@ -17,8 +17,6 @@ from detectors.models import AccessEvent
 from streams.history.backoff import Backoff
 from streams.history.chain import chain_fields
 from streams.history.writer import Accepted, ChainHeads, HistoryWriter
-from streams.keys import Key
-from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
 from tests.helpers import MINIMAL_EVENT
 
@@ -93,7 +91,6 @@ def _writer(client: ScriptedElasticsearch, sleeps: list[float]) -> HistoryWriter
     return HistoryWriter(
         client,  # type: ignore[arg-type]
         Settings(index_prefix="t"),
-        Pseudonymizer(Key("k1", b"0123456789abcdef0123456789abcdef")),
         ChainHeads(),
         Backoff(initial=0.5, maximum=4, sleep=sleep),
     )
