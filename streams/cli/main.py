@@ -7,11 +7,14 @@ import sys
 import click
 from elastic_transport import ConnectionError as ElasticsearchUnreachable
 
+from detectors.policy import PolicyError
 from streams import __version__
 from streams.cli.demo import demo
+from streams.cli.detection import detect, simulate
 from streams.cli.dlq import dlq
 from streams.cli.history import retention, verify
 from streams.cli.output import fail
+from streams.cli.policy import policy
 from streams.cli.pseudonym import pseudonym
 from streams.cli.stack import stack
 from streams.cli.worker import worker
@@ -34,6 +37,9 @@ cli.add_command(pseudonym)
 cli.add_command(dlq)
 cli.add_command(verify)
 cli.add_command(retention)
+cli.add_command(policy)
+cli.add_command(detect)
+cli.add_command(simulate)
 
 
 def main() -> None:
@@ -47,7 +53,7 @@ def main() -> None:
     except click.Abort:
         fail("aborted")
         sys.exit(130)
-    except (StackError, ConfigError, TopicError, HistorySetupError) as exc:
+    except (StackError, ConfigError, TopicError, HistorySetupError, PolicyError) as exc:
         fail(str(exc))
         sys.exit(1)
     except ElasticsearchUnreachable as exc:

@@ -21,7 +21,12 @@ stderr = Console(stderr=True)
 
 
 def emit(
-    rows: Sequence[dict[str, Any]], columns: Sequence[str], *, as_json: bool, title: str = ""
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    as_json: bool,
+    title: str = "",
+    console: Console | None = None,
 ) -> None:
     if as_json:
         for row in rows:
@@ -33,7 +38,7 @@ def emit(
         table.add_column(column.replace("_", " "))
     for row in rows:
         table.add_row(*(_cell(row.get(column)) for column in columns))
-    stdout.print(table)
+    (console or stdout).print(table)
 
 
 def emit_record(record: dict[str, Any], *, as_json: bool, title: str = "") -> None:
