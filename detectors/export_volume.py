@@ -44,6 +44,8 @@ class UnusualVolumeDetector(BaseDetector):
     def step(self, state: VolumeState, event: AccessEvent) -> tuple[VolumeState, list[Alert]]:
         if event.action not in self.policy.export.actions or event.record_count == 0:
             return state, []
+        if any(e.event_id == event.event_id for e in state.exports):
+            return state, []  # a redelivery: counted once
         export = Export(at=event.timestamp, records=event.record_count, event_id=event.event_id)
         state.exports.append(export)
         day = _day(event.timestamp)

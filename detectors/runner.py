@@ -41,12 +41,8 @@ class Runner:
 
     def routes(self, event: AccessEvent) -> list[tuple[str, str]]:
         """(detector name, key) for every detector that wants the event."""
-        routes = []
-        for name, detector in self.detectors.items():
-            key = detector.key(event)
-            if key is not None:
-                routes.append((name, key))
-        return routes
+        keys = ((name, detector.key(event)) for name, detector in self.detectors.items())
+        return [(name, key) for name, key in keys if key is not None]
 
     def feed(self, event: AccessEvent) -> list[Alert]:
         """All detectors on one event, then the clock moved to its time (offline path)."""

@@ -15,9 +15,14 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from detectors.base import Detector
+from detectors.policy import load_policy
+from detectors.registry import all_detectors
 from streams import metrics
 from streams.dead_letters import REPLAYED_FROM, headers_for
 from streams.decode import Reason, Rejected, decode
+from streams.detection import agents as detection_agents
+from streams.detection.routing import route
 from streams.elastic import async_client
 from streams.history.backoff import Backoff
 from streams.history.checkpoints import Checkpointer, ensure_separate, load_checkpoint_keys
@@ -35,6 +40,7 @@ def create_app(settings: Settings) -> faust.App:
     checkpoint_keys = load_checkpoint_keys(settings)
     ensure_separate(checkpoint_keys, [pseudonymizer.current, *pseudonymizer.previous])
     heads = ChainHeads()
+    detectors = all_detectors(load_policy(settings.policy_file))
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_servers()}",
@@ -53,6 +59,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     events_topic = app.topic(settings.topic_events, value_type=bytes, value_serializer="raw")
     dlq_topic = app.topic(settings.topic_dlq, value_type=bytes, value_serializer="raw")
+    detect_topic = detection_agents.install(app, settings, detectors)
 
     @app.agent(events_topic, name="ingest")
     async def ingest(stream: Any) -> AsyncIterator[int]:
@@ -73,6 +80,7 @@ def create_app(settings: Settings) -> faust.App:
                 accepted = await _triage(batch, dlq_topic, pseudonymizer)
                 result = await writer.write(accepted)
                 await _dead_letter_refused(result.refused, batch, dlq_topic)
+                await _route(accepted, result.refused, detectors, detect_topic)
                 metrics.HISTORY_DOCUMENTS.inc(result.written)
                 metrics.HISTORY_DUPLICATES.inc(result.duplicates)
                 log.info(
@@ -173,6 +181,26 @@ async def _dead_letter(letters: list[tuple[Any, Rejected]], dlq_topic: Any) -> N
         deliveries.append(
             await dlq_topic.send(key=message.key, value=message.value, headers=headers)
         )
+    if deliveries:
+        await asyncio.gather(*deliveries)
+
+
+async def _route(
+    accepted: list[Accepted],
+    refused: list[Refused],
+    detectors: dict[str, Detector[Any]],
+    detect_topic: Any,
+) -> None:
+    """Hand each stored event to every detector that wants it, keyed by that detector's key."""
+    left_out = {r.accepted.event_id for r in refused}
+    deliveries = []
+    for item in accepted:
+        if item.event_id in left_out:
+            continue
+        for routed in route(detectors, item.event):
+            deliveries.append(
+                await detect_topic.send(key=routed.message_key, value=routed.encode())
+            )
     if deliveries:
         await asyncio.gather(*deliveries)
 

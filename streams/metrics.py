@@ -31,3 +31,17 @@ CHECKPOINTS = Counter(
     "guetteur_checkpoints_total",
     "Signed chain-head checkpoints written to the checkpoint index.",
 )
+ALERT_FINDINGS = Counter(
+    "guetteur_alert_findings_total",
+    "Single-evidence alerts produced by the detectors (before merging into incidents).",
+)
+ALERTS = Counter(
+    "guetteur_alerts_updated_total",
+    "Incidents created or updated with new evidence, by rule and severity.",
+    ["rule_id", "severity"],
+)
+DETECTOR_ERRORS = Counter(
+    "guetteur_detector_errors_total",
+    "Events a detector failed on (a bug: the event is skipped for that detector), by detector.",
+    ["detector"],
+)

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     app_id: str = Field(default="guetteur", pattern=r"^[A-Za-z0-9._-]+$")
     topic_events: str = Field(default="access-events", pattern=r"^[A-Za-z0-9._-]+$")
     topic_dlq: str = Field(default="access-events-dlq", pattern=r"^[A-Za-z0-9._-]+$")
+    topic_alerts: str = Field(default="access-alerts", pattern=r"^[A-Za-z0-9._-]+$")
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication: int = Field(default=1, ge=1, le=16)
     index_prefix: str = Field(default="guetteur", pattern=r"^[a-z0-9][a-z0-9._-]*$")
@@ -129,6 +130,20 @@ class Settings(BaseSettings):
 
     def history_month_index(self, year: int, month: int) -> str:
         return f"{self.history_index}-{year:04d}.{month:02d}"
+
+    @property
+    def alerts_index(self) -> str:
+        return f"{self.index_prefix}-alerts"
+
+    @property
+    def detect_topic(self) -> str:
+        """Internal: accepted events routed to each detector by the detector's key."""
+        return f"{self.app_id}-detect"
+
+    @property
+    def alert_parts_topic(self) -> str:
+        """Internal: single-evidence alerts, keyed by alert id, to be merged into incidents."""
+        return f"{self.app_id}-alert-parts"
 
     @property
     def checkpoint_index(self) -> str:

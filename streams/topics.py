@@ -23,7 +23,13 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     and sits idle until its next metadata refresh (minutes), so "created" is not enough.
     Returns the topics this call created.
     """
-    wanted = {settings.topic_events: settings.topic_partitions, settings.topic_dlq: 1}
+    wanted = {
+        settings.topic_events: settings.topic_partitions,
+        settings.topic_dlq: 1,
+        settings.topic_alerts: settings.topic_partitions,
+        settings.detect_topic: settings.topic_partitions,
+        settings.alert_parts_topic: settings.topic_partitions,
+    }
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers(), client_id="guetteur-admin")
     try:
         existing = set(admin.list_topics())

@@ -84,6 +84,7 @@ def isolated(stack: RunningStack, tmp_path: Path) -> Iterator[Settings]:
         "GUETTEUR_APP_ID": f"test-{suffix}",
         "GUETTEUR_TOPIC_EVENTS": f"test-events-{suffix}",
         "GUETTEUR_TOPIC_DLQ": f"test-events-{suffix}-dlq",
+        "GUETTEUR_TOPIC_ALERTS": f"test-events-{suffix}-alerts",
         "GUETTEUR_INDEX_PREFIX": f"test-{suffix}",
         "GUETTEUR_DATA_DIR": str(tmp_path / "worker"),
         "GUETTEUR_WEB_PORT": str(free_ports(1)[0]),

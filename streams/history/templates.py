@@ -1,4 +1,4 @@
-"""The index templates of the history and its checkpoints, versioned as JSON beside this module.
+"""The index templates (history, its checkpoints, alerts), versioned as JSON beside this module.
 
 Templates rather than explicit index creation: a monthly index appears by itself on the first
 write of its month, already strictly mapped and attached to the read alias.
@@ -37,11 +37,18 @@ def checkpoint_template(settings: Settings) -> dict[str, Any]:
     return body
 
 
+def alerts_template(settings: Settings) -> dict[str, Any]:
+    body = _load("alerts")
+    body["index_patterns"] = [settings.alerts_index]
+    return body
+
+
 def templates(settings: Settings) -> dict[str, dict[str, Any]]:
     """Template name -> body. Names carry the prefix, so two deployments can share a cluster."""
     return {
         settings.history_index: history_template(settings),
         settings.checkpoint_index: checkpoint_template(settings),
+        settings.alerts_index: alerts_template(settings),
     }
 
 

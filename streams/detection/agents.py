@@ -1,0 +1,154 @@
+"""The detection agents: ``detect`` runs the detectors on routed events, ``incidents`` merges
+their alerts into incidents, indexes them and publishes them on the alerts topic.
+
+Both acknowledge a batch only after what it produced is delivered (alerts sent, documents
+acknowledged) and its state written, so a crash replays the batch instead of losing it; the
+detectors are idempotent per event and alerts are merged by id, so the replay adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+
+from detectors.alerts import Alert, merge
+from detectors.base import Detector
+from detectors.runner import Runner
+from streams import metrics
+from streams.detection.routing import Routed
+from streams.detection.sink import AlertSink
+from streams.detection.states import TableStates
+from streams.elastic import async_client
+from streams.history.backoff import Backoff
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _table(app: faust.App, name: str, settings: Settings) -> Any:
+    # use_partitioner: writes go to the partition of the key's hash, the same partition the
+    # routed message with that (JSON-serialised) key came from, so writes may be batched.
+    return app.Table(
+        name,
+        default=None,
+        partitions=settings.topic_partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        use_partitioner=True,
+    )
+
+
+def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[Any]]) -> Any:
+    """Register the topics, tables and agents of detection; return the detect topic."""
+    detect_topic = app.topic(settings.detect_topic, key_serializer="json", value_serializer="raw")
+    parts_topic = app.topic(
+        settings.alert_parts_topic, key_serializer="json", value_serializer="raw"
+    )
+    alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
+    states_table = _table(app, "detector-states", settings)
+    incidents_table = _table(app, "incidents", settings)
+    rebalanced = {"detect": True}
+
+    async def on_rebalance(sender: Any, partitions: set[Any], **kwargs: Any) -> None:
+        rebalanced["detect"] = True  # the table now holds other keys: rebuild the runner
+
+    app.on_partitions_assigned.connect(on_rebalance)  # type: ignore[arg-type]
+
+    @app.agent(detect_topic, name="detect")
+    async def detect(stream: Any) -> AsyncIterator[int]:
+        runner: Runner | None = None
+        states: TableStates | None = None
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            if runner is None or states is None or rebalanced["detect"]:
+                states = TableStates(states_table, detectors)
+                clock = runner.clock if runner is not None else None
+                runner = Runner(detectors, states)
+                runner.clock = clock
+                rebalanced["detect"] = False
+            alerts: list[Alert] = []
+            latest = runner.clock
+            for event in batch:
+                routed = Routed.decode(event.message.value)
+                alerts += _step(runner, routed)
+                stamp = routed.event.timestamp
+                latest = stamp if latest is None or stamp > latest else latest
+            if latest is not None:
+                alerts += runner.advance(latest)
+            await _send_all(
+                parts_topic, [(a.alert_id, a.model_dump_json().encode()) for a in alerts]
+            )
+            states.flush()
+            metrics.ALERT_FINDINGS.inc(len(alerts))
+            yield len(alerts)
+
+    @app.agent(parts_topic, name="incidents")
+    async def incidents(stream: Any) -> AsyncIterator[int]:
+        client = async_client(settings)
+        sink = AlertSink(client, settings, Backoff())
+        try:
+            async for batch in stream.take_events(
+                settings.batch_size, within=settings.batch_seconds
+            ):
+                changed = _merge_batch(incidents_table, batch)
+                if changed:
+                    await sink.write(list(changed.values()))
+                    await _send_all(
+                        alerts_topic,
+                        [
+                            (a.alert_id.encode(), a.model_dump_json().encode())
+                            for a in changed.values()
+                        ],
+                    )
+                    for alert_id, alert in changed.items():
+                        incidents_table[alert_id] = alert.model_dump(mode="json")
+                    for alert in changed.values():
+                        metrics.ALERTS.labels(alert.rule_id, alert.severity.value).inc()
+                    log.info("incidents updated", extra={"alerts.updated": len(changed)})
+                yield len(changed)
+        finally:
+            await client.close()
+
+    return detect_topic
+
+
+def _step(runner: Runner, routed: Routed) -> list[Alert]:
+    """One detector on one event; a detector bug costs that finding, never the worker."""
+    try:
+        return runner.step(routed.detector, routed.key, routed.event)
+    except Exception:
+        metrics.DETECTOR_ERRORS.labels(routed.detector).inc()
+        log.exception(
+            "detector failed on an event",
+            extra={"detector": routed.detector, "event.id": routed.event.event_id},
+        )
+        return []
+
+
+def _merge_batch(table: Any, batch: Any) -> dict[str, Alert]:
+    """Fold a batch of single alerts into their incidents; the incidents that changed."""
+    changed: dict[str, Alert] = {}
+    for event in batch:
+        part = Alert.model_validate_json(event.message.value)
+        current = changed.get(part.alert_id)
+        if current is None:
+            stored = table.get(part.alert_id)
+            current = Alert.model_validate_json(json.dumps(stored)) if stored is not None else None
+        merged = part if current is None else merge(current, part)
+        if merged is not current:
+            changed[part.alert_id] = merged
+    return changed
+
+
+def _encoded(alert: Alert) -> bytes:
+    return alert.model_dump_json().encode()
+
+
+async def _send_all(topic: Any, messages: list[tuple[Any, bytes]]) -> None:
+    """Send, then wait until every message is delivered."""
+    deliveries = [await topic.send(key=key, value=value) for key, value in messages]
+    if deliveries:
+        await asyncio.gather(*deliveries)

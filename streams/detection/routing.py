@@ -1,0 +1,52 @@
+"""Messages of the internal detect topic: one per (event, detector that wants it).
+
+Keyed by ``detector|key`` so every event of one key reaches the same partition, in order, and the
+table holding that key's state lives on the same partition (Faust's partitioner on both sides,
+with the same JSON-serialised key).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from detectors.base import Detector
+from detectors.models import AccessEvent
+from detectors.runner import state_key
+
+
+@dataclass(frozen=True)
+class Routed:
+    detector: str
+    key: str
+    event: AccessEvent
+
+    @property
+    def message_key(self) -> str:
+        return state_key(self.detector, self.key)
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "detector": self.detector,
+                "key": self.key,
+                "event": self.event.model_dump(mode="json", exclude_none=True),
+            }
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Routed:
+        data = json.loads(raw)
+        event = AccessEvent.model_validate_json(json.dumps(data["event"]))
+        return cls(data["detector"], data["key"], event)
+
+
+def route(detectors: dict[str, Detector[Any]], event: AccessEvent) -> list[Routed]:
+    """One message per detector that wants the event, keyed by that detector's key."""
+    routed = []
+    for name, detector in detectors.items():
+        key = detector.key(event)
+        if key is not None:
+            routed.append(Routed(name, key, event))
+    return routed
