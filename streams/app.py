@@ -22,7 +22,9 @@ from streams import metrics
 from streams.dead_letters import REPLAYED_FROM, headers_for
 from streams.decode import Reason, Rejected, decode
 from streams.detection import agents as detection_agents
+from streams.detection.agents import backlog, send_ticks
 from streams.detection.routing import route
+from streams.detection.watermark import SourceClock
 from streams.elastic import async_client
 from streams.history.backoff import Backoff
 from streams.history.checkpoints import Checkpointer, ensure_separate, load_checkpoint_keys
@@ -40,6 +42,7 @@ def create_app(settings: Settings) -> faust.App:
     checkpoint_keys = load_checkpoint_keys(settings)
     ensure_separate(checkpoint_keys, [pseudonymizer.current, *pseudonymizer.previous])
     heads = ChainHeads()
+    source_clock = SourceClock()
     detectors = all_detectors(load_policy(settings.policy_file))
     app = faust.App(
         settings.app_id,
@@ -81,6 +84,7 @@ def create_app(settings: Settings) -> faust.App:
                 result = await writer.write(accepted)
                 await _dead_letter_refused(result.refused, batch, dlq_topic)
                 await _route(accepted, result.refused, detectors, detect_topic)
+                await _advance_clock(app, settings, source_clock, batch, accepted, detect_topic)
                 metrics.HISTORY_DOCUMENTS.inc(result.written)
                 metrics.HISTORY_DUPLICATES.inc(result.duplicates)
                 log.info(
@@ -203,6 +207,24 @@ async def _route(
             )
     if deliveries:
         await asyncio.gather(*deliveries)
+
+
+async def _advance_clock(
+    app: faust.App,
+    settings: Settings,
+    clock: SourceClock,
+    batch: Sequence[Any],
+    accepted: list[Accepted],
+    detect_topic: Any,
+) -> None:
+    """Only now, with the batch's events delivered to the detectors, may the clock cover them."""
+    times = {(a.partition, a.offset): a.event.timestamp for a in accepted}
+    for event in batch:
+        position = (event.message.partition, event.message.offset)
+        clock.observe(*position, times.get(position))
+    at = clock.watermark(await backlog(app, settings.topic_events, clock))
+    if at is not None:
+        await send_ticks(detect_topic, settings.topic_partitions, at)
 
 
 def _carried_headers(headers: Any) -> list[tuple[str, bytes]]:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -20,9 +21,11 @@ from detectors.alerts import Alert, merge
 from detectors.base import Detector
 from detectors.runner import Runner
 from streams import metrics
+from streams.detection import routing
 from streams.detection.routing import Routed
 from streams.detection.sink import AlertSink
 from streams.detection.states import TableStates
+from streams.detection.watermark import DetectClock, SourceClock
 from streams.elastic import async_client
 from streams.history.backoff import Backoff
 from streams.settings import Settings
@@ -62,22 +65,24 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
     async def detect(stream: Any) -> AsyncIterator[int]:
         runner: Runner | None = None
         states: TableStates | None = None
+        clock = DetectClock()
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             if runner is None or states is None or rebalanced["detect"]:
                 states = TableStates(states_table, detectors)
-                clock = runner.clock if runner is not None else None
+                reached = runner.clock if runner is not None else None
                 runner = Runner(detectors, states)
-                runner.clock = clock
+                runner.clock = reached
                 rebalanced["detect"] = False
             alerts: list[Alert] = []
-            latest = runner.clock
             for event in batch:
-                routed = Routed.decode(event.message.value)
-                alerts += _step(runner, routed)
-                stamp = routed.event.timestamp
-                latest = stamp if latest is None or stamp > latest else latest
-            if latest is not None:
-                alerts += runner.advance(latest)
+                item = routing.decode(event.message.value)
+                if isinstance(item, datetime):
+                    clock.tick(event.message.partition, item)
+                else:
+                    alerts += _step(runner, item)
+            now = clock.now(_assigned(app, settings.detect_topic))
+            if now is not None:
+                alerts += runner.advance(now)
             await _send_all(
                 parts_topic, [(a.alert_id, a.model_dump_json().encode()) for a in alerts]
             )
@@ -115,6 +120,31 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
     return detect_topic
 
 
+def _assigned(app: faust.App, topic: str) -> set[int]:
+    return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+
+
+async def backlog(app: faust.App, topic: str, clock: SourceClock) -> dict[int, bool]:
+    """Per assigned partition of ``topic``: are there events this worker has not handled yet?"""
+    behind = {}
+    for tp in app.consumer.assignment():
+        if tp.topic != topic:
+            continue
+        highwater = app.consumer.highwater(tp)
+        handled = clock.next_offset.get(tp.partition)
+        if handled is None:
+            handled = await app.consumer.position(tp)
+        behind[tp.partition] = highwater is None or handled is None or handled < highwater
+    return behind
+
+
+async def send_ticks(detect_topic: Any, partitions: int, at: datetime) -> None:
+    """The clock to every detect partition (after the events it covers were delivered)."""
+    await _send_all(
+        detect_topic, [(None, routing.tick(at), partition) for partition in range(partitions)]
+    )
+
+
 def _step(runner: Runner, routed: Routed) -> list[Alert]:
     """One detector on one event; a detector bug costs that finding, never the worker."""
     try:
@@ -147,8 +177,11 @@ def _encoded(alert: Alert) -> bytes:
     return alert.model_dump_json().encode()
 
 
-async def _send_all(topic: Any, messages: list[tuple[Any, bytes]]) -> None:
-    """Send, then wait until every message is delivered."""
-    deliveries = [await topic.send(key=key, value=value) for key, value in messages]
+async def _send_all(topic: Any, messages: list[tuple[Any, ...]]) -> None:
+    """Send (key, value[, partition]) messages, then wait until every one is delivered."""
+    deliveries = [
+        await topic.send(key=key, value=value, partition=rest[0] if rest else None)
+        for key, value, *rest in messages
+    ]
     if deliveries:
         await asyncio.gather(*deliveries)

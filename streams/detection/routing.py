@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from detectors.base import Detector
@@ -35,12 +36,6 @@ class Routed:
             }
         ).encode()
 
-    @classmethod
-    def decode(cls, raw: bytes) -> Routed:
-        data = json.loads(raw)
-        event = AccessEvent.model_validate_json(json.dumps(data["event"]))
-        return cls(data["detector"], data["key"], event)
-
 
 def route(detectors: dict[str, Detector[Any]], event: AccessEvent) -> list[Routed]:
     """One message per detector that wants the event, keyed by that detector's key."""
@@ -50,3 +45,17 @@ def route(detectors: dict[str, Detector[Any]], event: AccessEvent) -> list[Route
         if key is not None:
             routed.append(Routed(name, key, event))
     return routed
+
+
+def tick(at: datetime) -> bytes:
+    """The clock message the ingest agent sends to every detect partition after a batch."""
+    return json.dumps({"tick": at.isoformat()}).encode()
+
+
+def decode(raw: bytes) -> Routed | datetime:
+    """A routed event, or a tick's time."""
+    data = json.loads(raw)
+    if "tick" in data:
+        return datetime.fromisoformat(data["tick"])
+    event = AccessEvent.model_validate_json(json.dumps(data["event"]))
+    return Routed(data["detector"], data["key"], event)

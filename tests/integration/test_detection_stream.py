@@ -111,3 +111,29 @@ def _alerts_topic(settings: Settings) -> dict[str, dict[str, Any]]:
         return latest
     finally:
         consumer.close()
+
+
+def test_a_killed_worker_raises_the_same_incidents_once(isolated: Settings, tmp_path: Path) -> None:
+    """SIGKILL mid-stream, restart: the incidents equal an uninterrupted run's (the offline
+    runner's), each once in the index."""
+    day = simulate(practices=6, days=2, seed=11)
+    expected = offline(day.events)
+    ensure_topics(isolated)
+    publish(isolated, isolated.topic_events, [json.dumps(e).encode() for e in day.events])
+    client = sync_client(isolated)
+    env = {**ENV, "GUETTEUR_BATCH_SIZE": "50"}
+    first_log = tmp_path / "first.log"
+    first = WorkerProcess(first_log, env=env).start()
+    deadline = time.monotonic() + 120
+    while not indexed(client, isolated):
+        assert first.alive() and time.monotonic() < deadline, first_log.read_text()[-3000:]
+        time.sleep(0.2)
+    first.kill()
+    at_kill = indexed(client, isolated)
+    log = tmp_path / "second.log"
+    with WorkerProcess(log, env=env) as second:
+        found = wait_for_alerts(isolated, expected, second, log)
+    assert comparable(at_kill) != comparable(expected)  # the kill did interrupt detection
+    assert comparable(found) == comparable(expected)
+    client.indices.refresh(index=isolated.alerts_index)
+    assert client.count(index=isolated.alerts_index)["count"] == len(expected)
