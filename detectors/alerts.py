@@ -80,7 +80,7 @@ def alert_id(rule_id: str, group: str, window_start: datetime) -> str:
 def _summary(headline: str, count: int) -> str:
     if count == 1:
         return headline
-    return f"{headline} ({count} events in this incident so far)"
+    return f"{headline} ({count} events in this incident)"
 
 
 def single_alert(finding: Finding, window: timedelta) -> Alert:

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 from elasticsearch import Elasticsearch, NotFoundError
 
+from detectors.models import AccessEvent
+from detectors.policy import load_policy
+from detectors.registry import all_detectors
+from detectors.runner import detect
 from streams import dead_letters
 from streams.cli.output import emit, emit_record, progress, stderr, stdout
-from streams.demo.sample import sample_morning
+from streams.demo.simulate import DEMO_POLICY, simulate
 from streams.elastic import sync_client
 from streams.history.checkpoints import load_checkpoint_keys
 from streams.history.templates import prepare
 from streams.history.verify import verify
 from streams.producer import publish
+from streams.pseudonym import load_pseudonymizer, pseudonymise
 from streams.settings import Settings, StackSettings, load
 from streams.stack import LocalStack
 from streams.stack.process import tail
@@ -29,22 +35,29 @@ MALFORMED = [b"{not json", b'{"event_id": "demo-bad-1", "timestamp": "2026-11-16
 
 @click.command()
 @click.option("--practices", default=3, show_default=True, help="How many practices to simulate.")
-@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for indexing.")
+@click.option("--days", default=2, show_default=True, help="How many days to simulate.")
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for results.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON lines.")
-def demo(practices: int, timeout: float, as_json: bool) -> None:
-    """Start the local stack and a worker, replay a morning of accesses, show what was indexed."""
+def demo(practices: int, days: int, timeout: float, as_json: bool) -> None:
+    """Start the local stack and a worker, replay simulated days with incidents, show the
+    access history and the alerts."""
     stack_settings = load(StackSettings)
     # Demo mode: synthetic data, so generated keys are allowed (unless keys are configured).
     settings = load(Settings).model_copy(update={"demo": True})
+    policy_file = settings.policy_file or DEMO_POLICY
+    simulation = simulate(practices=practices, days=days)
+    events = simulation.events
+    expected = _expected_alerts(settings, events, policy_file)
     with progress("demo") as report:
         LocalStack(stack_settings).up(report)
         ensure_topics(settings)
-        prepare(sync_client(settings), settings)
+        client = sync_client(settings)
+        prepare(client, settings)
         letters_before = dead_letters.count(settings)
-        events = sample_morning(practices=practices)
         log_file = stack_settings.dir / "logs" / "demo-worker.log"
         log_file.unlink(missing_ok=True)
-        with WorkerProcess(log_file, env={"GUETTEUR_DEMO": "1"}) as worker:
+        env = {"GUETTEUR_DEMO": "1", "GUETTEUR_POLICY_FILE": str(policy_file)}
+        with WorkerProcess(log_file, env=env) as worker:
             payloads = [json.dumps(event).encode() for event in events] + MALFORMED
             publish(
                 settings,
@@ -52,16 +65,12 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
                 payloads,
                 on_sent=lambda n: report(f"published {n}/{len(payloads)} messages"),
             )
-            client = sync_client(settings)
+            ids = {e["event_id"] for e in events}
             indexed = _wait_for_documents(
-                client,
-                settings.history_index,
-                {e["event_id"] for e in events},
-                timeout,
-                report,
-                worker,
+                client, settings.history_index, ids, timeout, report, worker
             )
             dead_lettered = _wait_for_dead_letters(settings, letters_before, len(MALFORMED), worker)
+            alerts = _wait_for_alerts(client, settings, expected, timeout, report, worker)
             worker_died = not worker.alive()
     stderr.print(f"worker log: {log_file}")
     if worker_died:
@@ -76,24 +85,86 @@ def demo(practices: int, timeout: float, as_json: bool) -> None:
         "history_index": settings.history_index,
         "history_total": client.count(index=settings.history_index)["count"],
         "audit_trail": _verified(client, settings),
+        "injected_incidents": len(simulation.labels),
+        "alerts": len(alerts),
+        "alerts_index": settings.alerts_index,
     }
-    emit_record(summary, as_json=as_json, title="Demo: access history")
+    emit_record(summary, as_json=as_json, title="Demo: access history and alerts")
     emit(
-        _breakdown(client, settings.history_index),
-        ["source", "action", "events"],
+        _per_rule(alerts),
+        ["rule_id", "severity", "alerts", "events"],
         as_json=as_json,
-        title="Indexed accesses by source and action",
+        title="Alerts per rule",
+    )
+    emit(
+        _examples(alerts),
+        ["rule_id", "summary"],
+        as_json=as_json,
+        title="One alert per rule, as an analyst reads it",
     )
     if not as_json:
         stdout.print(f"Dead letters: `guetteur dlq list` ({settings.topic_dlq}).")
         stdout.print(
-            f"Elasticsearch: {settings.elasticsearch_url()}/{settings.history_index}/_search"
+            f"Elasticsearch: {settings.elasticsearch_url()}/{settings.alerts_index}/_search"
             " - stop the stack with `guetteur stack down`."
         )
-    if indexed != len(events):
+    if indexed != len(events) or len(alerts) != len(expected):
         raise click.ClickException(
-            f"only {indexed} of {len(events)} events were indexed; see {log_file}"
+            f"{indexed}/{len(events)} events indexed, {len(alerts)}/{len(expected)} alerts; "
+            f"see {log_file}"
         )
+
+
+def _expected_alerts(settings: Settings, events: list[dict[str, Any]], policy: Path) -> set[str]:
+    """The alert ids the offline runner finds in the same events: what the worker must raise."""
+    pseudonymizer = load_pseudonymizer(settings, settings.demo_key_file())
+    parsed = [
+        pseudonymise(AccessEvent.model_validate_json(json.dumps(e)), pseudonymizer) for e in events
+    ]
+    return {a.alert_id for a in detect(parsed, all_detectors(load_policy(policy)))}
+
+
+def _wait_for_alerts(
+    client: Elasticsearch,
+    settings: Settings,
+    expected: set[str],
+    timeout: float,
+    report: Any,
+    worker: WorkerProcess,
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and worker.alive():
+        try:
+            client.indices.refresh(index=settings.alerts_index)
+            hits = client.search(index=settings.alerts_index, size=10_000)["hits"]["hits"]
+            found = [hit["_source"] for hit in hits if hit["_id"] in expected]
+        except NotFoundError:
+            found = []
+        report(f"alerts {len(found)}/{len(expected)}")
+        if len(found) >= len(expected):
+            break
+        time.sleep(1)
+    return found
+
+
+def _per_rule(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for alert in alerts:
+        row = rows.setdefault(
+            alert["rule_id"],
+            {"rule_id": alert["rule_id"], "severity": alert["severity"], "alerts": 0, "events": 0},
+        )
+        row["alerts"] += 1
+        row["events"] += alert["event_count"]
+    return sorted(rows.values(), key=lambda r: r["rule_id"])
+
+
+def _examples(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    first: dict[str, dict[str, Any]] = {}
+    for alert in sorted(alerts, key=lambda a: a["timestamp"]):
+        first.setdefault(alert["rule_id"], alert)
+    return [{"rule_id": r, "summary": a["summary"]} for r, a in sorted(first.items())]
 
 
 def _wait_for_documents(
@@ -137,21 +208,3 @@ def _verified(client: Elasticsearch, settings: Settings) -> str:
     report = verify(client, settings, load_checkpoint_keys(settings))
     state = "intact" if report.ok else f"{len(report.findings)} findings"
     return f"{state}: {report.records} chained records, {report.checkpoints} signed record(s)"
-
-
-def _breakdown(client: Elasticsearch, index: str) -> list[dict[str, Any]]:
-    response = client.search(
-        index=index,
-        size=0,
-        aggs={
-            "source": {
-                "terms": {"field": "event.provider", "size": 20},
-                "aggs": {"action": {"terms": {"field": "event.action", "size": 20}}},
-            }
-        },
-    )
-    return [
-        {"source": source["key"], "action": action["key"], "events": action["doc_count"]}
-        for source in response["aggregations"]["source"]["buckets"]
-        for action in source["action"]["buckets"]
-    ]

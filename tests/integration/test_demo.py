@@ -1,4 +1,4 @@
-"""The README's demo command runs end to end and reports what it indexed."""
+"""The README's demo command runs end to end: history, dead letters, an alert per rule."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import sys
 
 import pytest
 
+from detectors.registry import RULE_IDS
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
-def test_demo_indexes_every_valid_event_and_says_so(isolated: Settings) -> None:
+def test_demo_indexes_every_event_and_shows_an_alert_per_rule(isolated: Settings) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "streams.cli.main", "demo", "--practices", "2", "--json"],
         capture_output=True,
@@ -25,10 +26,15 @@ def test_demo_indexes_every_valid_event_and_says_so(isolated: Settings) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    summary = lines[0]
-    assert summary["valid"] > 100
-    assert summary["indexed_from_this_run"] == summary["valid"]
+    summary, rest = lines[0], lines[1:]
+    assert summary["valid"] > 400
+    assert summary["indexed_from_this_run"] == summary["valid"] == summary["history_total"]
     assert summary["new_dead_letters"] == summary["malformed"] == 2
     assert summary["history_index"] == isolated.history_index
-    breakdown = lines[1:]
-    assert sum(row["events"] for row in breakdown) == summary["history_total"] == summary["valid"]
+    assert summary["audit_trail"].startswith("intact")
+    per_rule = [line for line in rest if "alerts" in line]
+    examples = [line for line in rest if "summary" in line]
+    assert sorted(row["rule_id"] for row in per_rule) == sorted(RULE_IDS)
+    assert sum(row["alerts"] for row in per_rule) == summary["alerts"] >= len(RULE_IDS)
+    assert sorted(row["rule_id"] for row in examples) == sorted(RULE_IDS)
+    assert all(len(row["summary"]) > 40 for row in examples)

@@ -34,8 +34,7 @@ ENV = {"GUETTEUR_POLICY_FILE": str(DEMO_POLICY), "GUETTEUR_KAFKA_SESSION_TIMEOUT
 def offline(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     pseudonymizer = Pseudonymizer(Key("test", TEST_KEY.encode()))
     parsed = [
-        pseudonymise(AccessEvent.model_validate_json(json.dumps(e)), pseudonymizer)
-        for e in events
+        pseudonymise(AccessEvent.model_validate_json(json.dumps(e)), pseudonymizer) for e in events
     ]
     alerts = detect(parsed, all_detectors(load_policy(DEMO_POLICY)))
     return {a.alert_id: a.model_dump(mode="json") for a in alerts}

@@ -107,7 +107,7 @@ def test_repeated_findings_in_one_session_are_one_alert() -> None:
     [alert] = run([*session(consent_at=None), *reversed(accesses)])
     assert alert.event_count == 5
     assert alert.event_ids[0] == accesses[0].event_id  # the earliest evidence leads
-    assert alert.summary.endswith("(5 events in this incident so far)")
+    assert alert.summary.endswith("(5 events in this incident)")
     assert len(alert.patients) == 5
 
 
