@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from detectors.models import AccessEvent
 from streams.decode import decode
-from streams.demo.sample import sample_morning
+from streams.demo.simulate import simulate
 from streams.history.chain import START, link
 from streams.history.document import history_document
 from streams.keys import Key
@@ -27,7 +27,7 @@ NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
 
 def _payloads(count: int) -> list[bytes]:
-    events = sample_morning(practices=max(1, count // 68 + 1), seed=1)[:count]
+    events = simulate(practices=max(1, count // 130 + 1), days=1, seed=1).events[:count]
     return [json.dumps(event).encode() for event in events]
 
 

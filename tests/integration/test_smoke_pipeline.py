@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch, NotFoundError
 
-from streams.demo.sample import sample_morning
+from streams.demo.simulate import simulate
 from streams.elastic import sync_client
 from streams.keys import Key
 from streams.producer import publish
@@ -44,7 +44,7 @@ def _wait_for_count(client: Elasticsearch, index: str, expected: int, worker: Wo
 
 
 def test_every_valid_event_produced_is_indexed(isolated: Settings, tmp_path: Path) -> None:
-    events = sample_morning(practices=4, seed=11)
+    events = simulate(practices=4, days=1, seed=11).events
     malformed = [b"\xff\xfe not utf-8", b"{}", b'{"event_id": "x"}']
     payloads = [json.dumps(e).encode() for e in events]
     ensure_topics(isolated)
@@ -85,7 +85,7 @@ def _assert_no_raw_patient_id(
 
 
 def test_replaying_the_same_events_does_not_duplicate(isolated: Settings, tmp_path: Path) -> None:
-    events = sample_morning(practices=1, seed=3)
+    events = simulate(practices=1, days=1, seed=3).events
     payloads = [json.dumps(e).encode() for e in events]
     ensure_topics(isolated)
     publish(isolated, isolated.topic_events, payloads + payloads)
