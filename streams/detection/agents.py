@@ -86,8 +86,16 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
             await _send_all(
                 parts_topic, [(a.alert_id, a.model_dump_json().encode()) for a in alerts]
             )
-            states.flush()
+            written = states.flush()
             metrics.ALERT_FINDINGS.inc(len(alerts))
+            log.info(
+                "detect batch",
+                extra={
+                    "batch.size": len(batch),
+                    "batch.alerts": len(alerts),
+                    "batch.states": written,
+                },
+            )
             yield len(alerts)
 
     @app.agent(parts_topic, name="incidents")

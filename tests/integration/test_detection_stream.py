@@ -88,6 +88,11 @@ def test_incidents_stream_into_elasticsearch_as_offline(isolated: Settings, tmp_
     assert comparable(found) == comparable(expected)
     published = _alerts_topic(isolated)
     assert set(published) == set(expected)
+    # Alerts name patients by pseudonym only: no raw id in the index or on the topic.
+    raw_ids = {e["patient_id"] for e in day.events if "patient_id" in e}
+    text = json.dumps([found, published])
+    assert [raw for raw in raw_ids if raw in text] == []
+    assert any(a["patients"] for a in found.values())
 
 
 def _alerts_topic(settings: Settings) -> dict[str, dict[str, Any]]:
