@@ -1,7 +1,8 @@
-"""What every detector shares: its protocol, its state's alert book, and event-time pending work.
+"""What every detector shares: its protocol, findings into alerts, and event-time pending work.
 
 A detector is pure: ``step`` takes the state of one key and an event, ``expire`` takes the state
-and the event-time clock; both return the new state and the alerts it produced (new or updated).
+and the event-time clock; both return the new state and the alerts it produced (one per finding;
+``detectors.runner.AlertBook`` folds them into incidents).
 Decisions that depend on events which may still arrive (a consent stamped a few seconds after an
 access, a window still filling) are queued in the state with a deadline and taken by ``expire``
 once the clock passes it: the outcome then depends only on the events, not on their arrival
