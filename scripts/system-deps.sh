@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs beyond Python, Java 17 and Maven, when they
-# are missing: Debian's docker-compose (validates docker-compose.yml; no engine needed).
+# Installs the Debian packages the project needs beyond Python, when they are missing: Java 17
+# and Maven (Kafka and Elasticsearch come from Maven Central), Prometheus and Alertmanager (the
+# local stack's monitoring), Debian's docker-compose (validates docker-compose.yml; no engine).
 # Runs apt-get only when something is missing; prints what to install when not root.
 set -euo pipefail
 
@@ -9,6 +10,11 @@ command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
+# The local stack's Prometheus and Alertmanager (and promtool, amtool for the config tests).
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

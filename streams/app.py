@@ -19,6 +19,7 @@ from detectors.base import Detector
 from detectors.policy import load_policy
 from detectors.registry import all_detectors
 from streams import metrics
+from streams.backoff import Backoff
 from streams.dead_letters import REPLAYED_FROM, headers_for
 from streams.decode import Reason, Rejected, decode
 from streams.detection import agents as detection_agents
@@ -26,7 +27,6 @@ from streams.detection.agents import backlog, send_ticks
 from streams.detection.routing import route
 from streams.detection.watermark import SourceClock
 from streams.elastic import async_client
-from streams.history.backoff import Backoff
 from streams.history.checkpoints import Checkpointer, ensure_separate, load_checkpoint_keys
 from streams.history.writer import Accepted, ChainHeads, HistoryWriter, Refused
 from streams.pseudonym import Pseudonymizer, load_pseudonymizer, pseudonymise
@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> faust.App:
     ensure_separate(checkpoint_keys, [pseudonymizer.current, *pseudonymizer.previous])
     heads = ChainHeads()
     source_clock = SourceClock()
+    metrics.WORKER_UP.labels(settings.app_id).set(1)
     detectors = all_detectors(load_policy(settings.policy_file))
     app = faust.App(
         settings.app_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_ACCEPTED = Counter(
     "guetteur_events_accepted_total",
@@ -22,9 +22,10 @@ HISTORY_DUPLICATES = Counter(
     "guetteur_history_duplicates_total",
     "Events not written because their event_id is already in the history (replays, redeliveries).",
 )
-ES_RETRIES = Counter(
-    "guetteur_elasticsearch_retries_total",
-    "Elasticsearch calls retried after an error, by operation; a rising rate means an outage.",
+RETRIES = Counter(
+    "guetteur_retries_total",
+    "Calls to Elasticsearch or Alertmanager retried after an error, by operation; a rising "
+    "rate means an outage.",
     ["operation"],
 )
 CHECKPOINTS = Counter(
@@ -36,9 +37,50 @@ ALERT_FINDINGS = Counter(
     "Single-evidence alerts produced by the detectors (before merging into incidents).",
 )
 ALERTS = Counter(
-    "guetteur_alerts_updated_total",
-    "Incidents created or updated with new evidence, by rule and severity.",
+    "guetteur_alerts_total",
+    "Incidents raised (each counted once, when first seen), by rule and severity.",
     ["rule_id", "severity"],
+)
+ALERT_UPDATES = Counter(
+    "guetteur_alert_updates_total",
+    "Incidents updated with new evidence (after the first), by rule and severity.",
+    ["rule_id", "severity"],
+)
+ALERT_LATENCY = Histogram(
+    "guetteur_alert_latency_seconds",
+    "From the event time of an incident's newest evidence to the incident being emitted.",
+    ["rule_id"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 6 * 3600, 24 * 3600),
+)
+PAGES = Counter(
+    "guetteur_pages_total",
+    "Alerts pushed to Alertmanager (or the webhook), by receiver and outcome.",
+    ["receiver", "outcome"],
+)
+CONSUMER_LAG = Gauge(
+    "guetteur_consumer_lag_messages",
+    "Messages of the events topic not yet handled by this worker, by partition.",
+    ["partition"],
+)
+ES_REQUEST_SECONDS = Histogram(
+    "guetteur_elasticsearch_request_seconds",
+    "Duration of Elasticsearch bulk requests, by operation.",
+    ["operation"],
+)
+ES_REFUSED = Counter(
+    "guetteur_elasticsearch_refused_total",
+    "Documents Elasticsearch refused for good, by index kind (history, alerts).",
+    ["kind"],
+)
+DETECTOR_STATES = Gauge(
+    "guetteur_detector_states",
+    "Keys with state kept by this worker, by detector.",
+    ["detector"],
+)
+WORKER_UP = Gauge(
+    "guetteur_worker_up",
+    "1 while the worker runs (with its app id), for dashboards that outlive a scrape gap.",
+    ["app_id"],
 )
 DETECTOR_ERRORS = Counter(
     "guetteur_detector_errors_total",

@@ -39,6 +39,8 @@ class StackSettings(BaseSettings):
     kafka_controller_port: int = Field(default=29093, ge=1, le=65535)
     es_port: int = Field(default=9200, ge=1, le=65535)
     es_transport_port: int = Field(default=9300, ge=1, le=65535)
+    prometheus_port: int = Field(default=9090, ge=1, le=65535)
+    alertmanager_port: int = Field(default=9093, ge=1, le=65535)
     kafka_heap: str = Field(default="512m", pattern=r"^\d+[kmg]$")
     es_heap: str = Field(default="768m", pattern=r"^\d+[kmg]$")
     es_user: str = Field(
@@ -54,6 +56,14 @@ class StackSettings(BaseSettings):
     @property
     def es_url(self) -> str:
         return f"http://{self.host}:{self.es_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.host}:{self.prometheus_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://{self.host}:{self.alertmanager_port}"
 
 
 class Settings(BaseSettings):
@@ -111,6 +121,25 @@ class Settings(BaseSettings):
         default=None,
         description="The detection policy (TOML); the defaults when unset.",
     )
+    alertmanager_url: str | None = Field(
+        default=None, description="Alertmanager for pages; the local stack's when unset."
+    )
+    page_severities: str = Field(
+        default="high,critical",
+        pattern=r"^(off|((low|medium|high|critical)(,(low|medium|high|critical))*))$",
+        description="Alert severities that page on-call (comma-separated), or 'off'.",
+    )
+    page_resolve_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="A paged incident with no new evidence for this long is resolved.",
+    )
+    page_webhook_url: str | None = Field(
+        default=None, description="Also POST each paged alert (JSON) to this URL."
+    )
+    kibana_url: str = Field(
+        default="http://127.0.0.1:5601", description="Base of the alert links in pages."
+    )
     demo: bool = Field(
         default=False,
         description="Synthetic data only: allows a generated pseudonymisation key.",
@@ -122,6 +151,13 @@ class Settings(BaseSettings):
 
     def elasticsearch_url(self, stack: StackSettings | None = None) -> str:
         return self.es_url or (stack or StackSettings()).es_url
+
+    def alertmanager(self, stack: StackSettings | None = None) -> str:
+        return self.alertmanager_url or (stack or StackSettings()).alertmanager_url
+
+    @property
+    def paged_severities(self) -> set[str]:
+        return set() if self.page_severities == "off" else set(self.page_severities.split(","))
 
     @property
     def history_index(self) -> str:

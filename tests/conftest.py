@@ -64,6 +64,8 @@ def stack() -> Iterator[RunningStack]:
     )
     say(f"Apache Kafka {running.kafka_version} (KRaft) at {settings.kafka_bootstrap}")
     say(f"Elasticsearch {running.es_version} ({banner['cluster_name']}) at {settings.es_url}")
+    for daemon in (local.alertmanager, local.prometheus):
+        say(f"{daemon.name.capitalize()} {daemon.version()} at {daemon.url}")
     yield running
     if started and not os.environ.get("GUETTEUR_KEEP_STACK"):
         local.down(started)
@@ -93,6 +95,8 @@ def isolated(stack: RunningStack, tmp_path: Path) -> Iterator[Settings]:
         "GUETTEUR_PSEUDONYM_KEY": TEST_KEY,
         "GUETTEUR_CHECKPOINT_KEY_ID": "test",
         "GUETTEUR_CHECKPOINT_KEY": TEST_CHECKPOINT_KEY,
+        # Tests share one Alertmanager: only the paging test pages.
+        "GUETTEUR_PAGE_SEVERITIES": "off",
     }
     previous = {key: os.environ.get(key) for key in env}
     os.environ.update(env)

@@ -11,23 +11,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import faust
 
 from detectors.alerts import Alert, merge
 from detectors.base import Detector
-from detectors.runner import Runner
+from detectors.runner import SEPARATOR, Runner
 from streams import metrics
+from streams.backoff import Backoff
 from streams.detection import routing
 from streams.detection.routing import Routed
 from streams.detection.sink import AlertSink
 from streams.detection.states import TableStates
 from streams.detection.watermark import DetectClock, SourceClock
 from streams.elastic import async_client
-from streams.history.backoff import Backoff
+from streams.paging import Pager
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
         runner: Runner | None = None
         states: TableStates | None = None
         clock = DetectClock()
+        sizes = StateSizes(detectors)
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             if runner is None or states is None or rebalanced["detect"]:
                 states = TableStates(states_table, detectors)
@@ -87,6 +91,7 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
                 parts_topic, [(a.alert_id, a.model_dump_json().encode()) for a in alerts]
             )
             written = states.flush()
+            sizes.maybe_report(states_table)
             metrics.ALERT_FINDINGS.inc(len(alerts))
             log.info(
                 "detect batch",
@@ -106,7 +111,7 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
-                changed = _merge_batch(incidents_table, batch)
+                changed, new = _merge_batch(incidents_table, batch)
                 if changed:
                     await sink.write(list(changed.values()))
                     await _send_all(
@@ -118,14 +123,47 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
                     )
                     for alert_id, alert in changed.items():
                         incidents_table[alert_id] = alert.model_dump(mode="json")
-                    for alert in changed.values():
-                        metrics.ALERTS.labels(alert.rule_id, alert.severity.value).inc()
+                    _count(changed, new)
                     log.info("incidents updated", extra={"alerts.updated": len(changed)})
                 yield len(changed)
         finally:
             await client.close()
 
+    @app.agent(alerts_topic, name="page")
+    async def page(stream: Any) -> AsyncIterator[int]:
+        """Incidents to on-call; its own agent, so an Alertmanager outage delays only paging."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            pager = Pager(settings, session, Backoff())
+            async for batch in stream.take_events(
+                settings.batch_size, within=settings.batch_seconds
+            ):
+                alerts = [Alert.model_validate_json(event.message.value) for event in batch]
+                yield await pager.page(alerts)
+
     return detect_topic
+
+
+class StateSizes:
+    """Keys per detector in the local table, counted at most every ``every`` seconds (a full
+    scan of the table: not per batch)."""
+
+    def __init__(self, detectors: dict[str, Detector[Any]], every: float = 15.0):
+        self.detectors = detectors
+        self.every = every
+        self.last = 0.0
+
+    def maybe_report(self, table: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        counts = dict.fromkeys(self.detectors, 0)
+        for key in list(table.keys()):
+            name = key.split(SEPARATOR, 1)[0]
+            if name in counts:
+                counts[name] += 1
+        for name, count in counts.items():
+            metrics.DETECTOR_STATES.labels(name).set(count)
 
 
 def _assigned(app: faust.App, topic: str) -> set[int]:
@@ -143,6 +181,8 @@ async def backlog(app: faust.App, topic: str, clock: SourceClock) -> dict[int, b
         if handled is None:
             handled = await app.consumer.position(tp)
         behind[tp.partition] = highwater is None or handled is None or handled < highwater
+        if highwater is not None and handled is not None:
+            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - handled))
     return behind
 
 
@@ -166,19 +206,33 @@ def _step(runner: Runner, routed: Routed) -> list[Alert]:
         return []
 
 
-def _merge_batch(table: Any, batch: Any) -> dict[str, Alert]:
-    """Fold a batch of single alerts into their incidents; the incidents that changed."""
+def _merge_batch(table: Any, batch: Any) -> tuple[dict[str, Alert], set[str]]:
+    """Fold a batch of single alerts into their incidents: those that changed, and which of
+    them are new."""
     changed: dict[str, Alert] = {}
+    new: set[str] = set()
     for event in batch:
         part = Alert.model_validate_json(event.message.value)
         current = changed.get(part.alert_id)
         if current is None:
             stored = table.get(part.alert_id)
             current = Alert.model_validate_json(json.dumps(stored)) if stored is not None else None
+            if current is None:
+                new.add(part.alert_id)
         merged = part if current is None else merge(current, part)
         if merged is not current:
             changed[part.alert_id] = merged
-    return changed
+    return changed, new
+
+
+def _count(changed: dict[str, Alert], new: set[str]) -> None:
+    now = datetime.now(UTC)
+    for alert_id, alert in changed.items():
+        labels = (alert.rule_id, alert.severity.value)
+        counter = metrics.ALERTS if alert_id in new else metrics.ALERT_UPDATES
+        counter.labels(*labels).inc()
+        delay = (now - alert.last_seen).total_seconds()
+        metrics.ALERT_LATENCY.labels(alert.rule_id).observe(max(0.0, delay))
 
 
 def _encoded(alert: Alert) -> bytes:

@@ -14,7 +14,8 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 
 from detectors.alerts import Alert
-from streams.history.backoff import Backoff
+from streams import metrics
+from streams.backoff import Backoff
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,10 @@ class AlertSink:
         pending = operations
         attempt = 0
         while pending:
-            response = await self.backoff.call(
-                "alerts bulk", partial(self.client.bulk, operations=pending)
-            )
+            with metrics.ES_REQUEST_SECONDS.labels("alerts bulk").time():
+                response = await self.backoff.call(
+                    "alerts bulk", partial(self.client.bulk, operations=pending)
+                )
             retry: list[dict[str, Any]] = []
             for number, item in enumerate(response["items"]):
                 status = item["index"]["status"]
@@ -61,6 +63,7 @@ class AlertSink:
                 if status in (429, 500, 502, 503, 504):
                     retry += pending[2 * number : 2 * number + 2]
                 elif status >= 300 and status != 409:
+                    metrics.ES_REFUSED.labels("alerts").inc()
                     log.error(
                         "alert refused by Elasticsearch; it stays on the alerts topic",
                         extra={"alert.id": item["index"]["_id"], "error": str(item["index"])},

@@ -24,7 +24,7 @@ from elasticsearch import AsyncElasticsearch, Elasticsearch, NotFoundError
 from elasticsearch.helpers import scan
 
 from streams import metrics
-from streams.history.backoff import Backoff
+from streams.backoff import Backoff
 from streams.history.chain import Link, canonical
 from streams.keys import Key, KeySource, load_keys
 from streams.settings import ConfigError, Settings

@@ -26,7 +26,8 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
 from detectors.models import AccessEvent
-from streams.history.backoff import Backoff
+from streams import metrics
+from streams.backoff import Backoff
 from streams.history.chain import START, Link, chain_fields, link
 from streams.history.document import history_document, month_index
 from streams.settings import Settings
@@ -207,9 +208,10 @@ class HistoryWriter:
                     {operation: {"_index": item.index, "_id": item.accepted.event_id}}
                 )
                 operations.append(item.document)
-            response = await self.backoff.call(
-                "bulk", partial(self.client.bulk, operations=operations)
-            )
+            with metrics.ES_REQUEST_SECONDS.labels("history bulk").time():
+                response = await self.backoff.call(
+                    "bulk", partial(self.client.bulk, operations=operations)
+                )
             retry, conflicts = [], []
             for item, outcome in zip(pending, response["items"], strict=True):
                 status = outcome[operation]["status"]
@@ -221,6 +223,7 @@ class HistoryWriter:
                 elif status == 409:
                     conflicts.append(item)
                 else:
+                    metrics.ES_REFUSED.labels("history").inc()
                     failures.append((item.accepted, error))
             failures += await self._foreign(conflicts)
             pending = retry

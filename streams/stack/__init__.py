@@ -1,14 +1,18 @@
-"""The bundled local stack: real Kafka and Elasticsearch processes started by the project itself.
+"""The bundled local stack: real Kafka, Elasticsearch, Alertmanager and Prometheus processes,
+started by the project itself.
 
 ``LocalStack`` is what ``guetteur stack up|down|status|logs``, the demo and the integration tests
-use. Each service is fetched once (Maven Central) into a git-ignored cache, then started from it.
+use. Kafka and Elasticsearch are fetched once (Maven Central) into a git-ignored cache; the
+monitoring pair come from Debian packages.
 """
 
 from __future__ import annotations
 
 from streams.settings import StackSettings
+from streams.stack.alertmanager import AlertmanagerService
 from streams.stack.elasticsearch import ElasticsearchService
 from streams.stack.kafka import KafkaService
+from streams.stack.prometheus import PrometheusService
 from streams.stack.service import (
     Progress,
     Service,
@@ -30,8 +34,15 @@ class LocalStack:
         self.settings = settings
         self.kafka = KafkaService(settings)
         self.elasticsearch = ElasticsearchService(settings)
+        self.alertmanager = AlertmanagerService(settings)
+        self.prometheus = PrometheusService(settings)
         # Start order; stop runs in reverse.
-        self.services: list[Service] = [self.kafka, self.elasticsearch]
+        self.services: list[Service] = [
+            self.kafka,
+            self.elasticsearch,
+            self.alertmanager,
+            self.prometheus,
+        ]
 
     def service(self, name: str) -> Service:
         for service in self.services:

@@ -14,7 +14,7 @@ from typing import Any
 from elastic_transport import ConnectionError as TransportConnectionError
 
 from detectors.models import AccessEvent
-from streams.history.backoff import Backoff
+from streams.backoff import Backoff
 from streams.history.chain import chain_fields
 from streams.history.writer import Accepted, ChainHeads, HistoryWriter
 from streams.settings import Settings

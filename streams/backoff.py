@@ -1,4 +1,5 @@
-"""Retry with exponential back-off, forever: an Elasticsearch outage delays, it never loses.
+"""Retry with exponential back-off, forever: an outage (Elasticsearch, Alertmanager) delays, it
+never loses.
 
 The sink must not give up: Faust acknowledges a batch once the agent moves on, even when the
 agent raised, so an error that escapes the sink is a batch lost. Waiting keeps the offsets
@@ -30,10 +31,10 @@ class Backoff:
 
     async def wait(self, attempt: int, what: str, problem: object) -> None:
         delay = self.delay(attempt)
-        metrics.ES_RETRIES.labels(what).inc()
+        metrics.RETRIES.labels(what).inc()
         log.warning(
-            "elasticsearch not ready, retrying",
-            extra={"es.operation": what, "error": str(problem)[:500], "retry.in_s": delay},
+            "call failed, retrying",
+            extra={"operation": what, "error": str(problem)[:500], "retry.in_s": delay},
         )
         await self.sleep(delay)
 
