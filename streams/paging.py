@@ -46,6 +46,7 @@ def alertmanager_alert(alert: Alert, settings: Settings, now: datetime) -> dict[
         "practice_id": alert.practice_id or "",
         "actor_id": alert.actor_id or "",
         "source": "guetteur",
+        "guetteur_app": settings.app_id,  # which deployment paged
     }
     link = kibana_link(settings, alert.alert_id)
     return {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from detectors.policy import load_policy
 from detectors.registry import all_detectors
 from detectors.runner import detect
 from streams import dead_letters
-from streams.cli.output import emit, emit_record, progress, stderr, stdout
+from streams.cli.output import emit, emit_record, progress, stderr
 from streams.demo.simulate import DEMO_POLICY, simulate
 from streams.elastic import sync_client
 from streams.history.checkpoints import load_checkpoint_keys
@@ -71,6 +73,7 @@ def demo(practices: int, days: int, timeout: float, as_json: bool) -> None:
             )
             dead_lettered = _wait_for_dead_letters(settings, letters_before, len(MALFORMED), worker)
             alerts = _wait_for_alerts(client, settings, expected, timeout, report, worker)
+            paged = _wait_for_pages(stack_settings, alerts, settings, report)
             worker_died = not worker.alive()
     stderr.print(f"worker log: {log_file}")
     if worker_died:
@@ -102,12 +105,18 @@ def demo(practices: int, days: int, timeout: float, as_json: bool) -> None:
         as_json=as_json,
         title="One alert per rule, as an analyst reads it",
     )
-    if not as_json:
-        stdout.print(f"Dead letters: `guetteur dlq list` ({settings.topic_dlq}).")
-        stdout.print(
-            f"Elasticsearch: {settings.elasticsearch_url()}/{settings.alerts_index}/_search"
-            " - stop the stack with `guetteur stack down`."
-        )
+    emit(
+        paged,
+        ["severity", "rule_id", "practice_id", "actor_id", "summary"],
+        as_json=as_json,
+        title=f"Firing in Alertmanager ({len(paged)} pages)",
+    )
+    emit(
+        _where_to_look(stack_settings, settings),
+        ["what", "where"],
+        as_json=as_json,
+        title="Where to look",
+    )
     if indexed != len(events) or len(alerts) != len(expected):
         raise click.ClickException(
             f"{indexed}/{len(events)} events indexed, {len(alerts)}/{len(expected)} alerts; "
@@ -146,6 +155,60 @@ def _wait_for_alerts(
             break
         time.sleep(1)
     return found
+
+
+def _wait_for_pages(
+    stack: StackSettings,
+    alerts: list[dict[str, Any]],
+    settings: Settings,
+    report: Any,
+    timeout: float = 30,
+) -> list[dict[str, Any]]:
+    """The incidents Alertmanager shows as firing (those of the severities that page)."""
+    wanted = {a["alert_id"] for a in alerts if a["severity"] in settings.paged_severities}
+    matcher = urllib.parse.quote(f'guetteur_app="{settings.app_id}"')
+    url = f"{settings.alertmanager(stack)}/api/v2/alerts?filter={matcher}"
+    deadline = time.monotonic() + timeout
+    firing: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (our URL)
+                active = json.load(response)
+        except OSError:
+            active = []
+        firing = [a for a in active if a["labels"].get("alert_id") in wanted]
+        report(f"pages firing {len(firing)}/{len(wanted)}")
+        if len(firing) >= len(wanted):
+            break
+        time.sleep(1)
+    return sorted(
+        (
+            {
+                "severity": a["labels"]["severity"],
+                "rule_id": a["labels"]["rule_id"],
+                "practice_id": a["labels"].get("practice_id"),
+                "actor_id": a["labels"].get("actor_id"),
+                "summary": a["annotations"]["summary"],
+            }
+            for a in firing
+        ),
+        key=lambda row: (row["severity"], row["rule_id"]),
+    )
+
+
+def _where_to_look(stack: StackSettings, settings: Settings) -> list[dict[str, str]]:
+    es = settings.elasticsearch_url(stack)
+    return [
+        {"what": "alerts (Elasticsearch)", "where": f"{es}/{settings.alerts_index}/_search"},
+        {"what": "access history", "where": f"{es}/{settings.history_index}/_search"},
+        {"what": "pages firing (Alertmanager)", "where": settings.alertmanager(stack)},
+        {
+            "what": "metrics (Prometheus)",
+            "where": f"{stack.prometheus_url}/graph?g0.expr=guetteur_alerts_total",
+        },
+        {"what": "dead letters", "where": f"guetteur dlq list ({settings.topic_dlq})"},
+        {"what": "stop the stack", "where": "guetteur stack down"},
+    ]
 
 
 def _per_rule(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ def test_demo_indexes_every_event_and_shows_an_alert_per_rule(isolated: Settings
         [sys.executable, "-m", "streams.cli.main", "demo", "--practices", "2", "--json"],
         capture_output=True,
         text=True,
-        env=dict(os.environ),
+        env={**os.environ, "GUETTEUR_PAGE_SEVERITIES": "high,critical"},
         timeout=300,
         check=False,
     )
@@ -33,8 +33,15 @@ def test_demo_indexes_every_event_and_shows_an_alert_per_rule(isolated: Settings
     assert summary["history_index"] == isolated.history_index
     assert summary["audit_trail"].startswith("intact")
     per_rule = [line for line in rest if "alerts" in line]
-    examples = [line for line in rest if "summary" in line]
+    examples = [line for line in rest if set(line) == {"rule_id", "summary"}]
+    paged = [line for line in rest if "severity" in line and "summary" in line]
+    where = {line["what"]: line["where"] for line in rest if "what" in line}
     assert sorted(row["rule_id"] for row in per_rule) == sorted(RULE_IDS)
     assert sum(row["alerts"] for row in per_rule) == summary["alerts"] >= len(RULE_IDS)
     assert sorted(row["rule_id"] for row in examples) == sorted(RULE_IDS)
     assert all(len(row["summary"]) > 40 for row in examples)
+    # Every high and critical incident pages on-call; the demo shows them and where to look.
+    assert {row["severity"] for row in paged} == {"high", "critical"}
+    assert len(paged) == sum(r["alerts"] for r in per_rule if r["severity"] in {"high", "critical"})
+    assert where["pages firing (Alertmanager)"] == "http://127.0.0.1:9093"
+    assert where["metrics (Prometheus)"].startswith("http://127.0.0.1:9090/")

@@ -32,9 +32,10 @@ def _get(url: str) -> Any:
         return json.load(response)
 
 
-def _paged(alertmanager: str, ids: set[str]) -> list[dict[str, Any]]:
-    alerts = _get(f"{alertmanager}/api/v2/alerts?filter=source%3D%22guetteur%22")
-    return [a for a in alerts if a["labels"].get("alert_id") in ids]
+def _paged(alertmanager: str, app_id: str) -> list[dict[str, Any]]:
+    """This test's pages: the shared Alertmanager also holds other tests' and demos'."""
+    matcher = urllib.parse.quote(f'guetteur_app="{app_id}"')
+    return list(_get(f"{alertmanager}/api/v2/alerts?filter={matcher}"))
 
 
 def _promql(prometheus: str, query: str) -> dict[str, float]:
@@ -68,7 +69,7 @@ def test_incidents_page_alertmanager_and_prometheus_counts_them(
             assert set(found) == set(expected)
 
             paged = _wait(
-                lambda: _paged(stack_settings.alertmanager_url, set(expected)),
+                lambda: _paged(stack_settings.alertmanager_url, isolated.app_id),
                 lambda got: len(got) >= len(expected),
             )
             assert sorted(a["labels"]["alert_id"] for a in paged) == sorted(expected)  # one each
@@ -92,7 +93,7 @@ def test_incidents_page_alertmanager_and_prometheus_counts_them(
 
             # No new evidence: each page resolves (leaves Alertmanager's active list).
             gone = _wait(
-                lambda: _paged(stack_settings.alertmanager_url, set(expected)),
+                lambda: _paged(stack_settings.alertmanager_url, isolated.app_id),
                 lambda got: not got,
                 timeout=RESOLVE_SECONDS + 45,
             )
