@@ -36,7 +36,7 @@ def test_kafka_config_uses_configured_ports(tmp_path: Path) -> None:
 
 def test_status_of_a_stack_that_never_ran(tmp_path: Path) -> None:
     statuses = LocalStack(_settings(tmp_path)).status()
-    assert [s.name for s in statuses] == ["kafka", "elasticsearch"]
+    assert [s.name for s in statuses] == ["kafka", "elasticsearch", "alertmanager", "prometheus"]
     assert not any(s.running for s in statuses)
     assert all(s.pid is None for s in statuses)
 
@@ -116,9 +116,9 @@ def test_a_taken_port_is_named_before_anything_starts(tmp_path: Path) -> None:
             kafka_controller_port=controller_port,
         )
         stack = LocalStack(settings)
-        for service in stack.services:  # pretend installed: the check must come first
-            (service.home / ".complete").parent.mkdir(parents=True, exist_ok=True)  # type: ignore[attr-defined]
-            (service.home / ".complete").write_text("test")  # type: ignore[attr-defined]
+        for service in (stack.kafka, stack.elasticsearch):  # pretend installed: ports first
+            (service.home / ".complete").parent.mkdir(parents=True, exist_ok=True)
+            (service.home / ".complete").write_text("test")
         with pytest.raises(StackError, match=f"port {port} .* GUETTEUR_STACK_ES_PORT"):
             stack.up()
         assert not stack.kafka.running()
