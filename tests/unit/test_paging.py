@@ -58,3 +58,60 @@ def test_only_configured_severities_page_and_each_incident_once() -> None:
     wanted = pager.wanted(alerts)
     assert [(a.alert_id, a.event_count) for a in wanted] == [("c", 2)]  # the latest version
     assert Pager(Settings(page_severities="off"), None, None).wanted(alerts) == []  # type: ignore[arg-type]
+
+
+def test_pages_reach_alertmanager_and_the_webhook_and_survive_an_outage() -> None:
+    """Against a real HTTP server: the first push fails (503), the pager waits and retries."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from streams.backoff import Backoff
+    from tests.helpers import free_ports
+
+    received: list[tuple[str, object]] = []
+    failures = {"left": 1}
+
+    async def alertmanager(request: web.Request) -> web.Response:
+        if failures["left"]:
+            failures["left"] -= 1
+            return web.Response(status=503, text="not ready")
+        received.append(("alertmanager", await request.json()))
+        return web.Response(status=200)
+
+    async def webhook(request: web.Request) -> web.Response:
+        received.append(("webhook", await request.json()))
+        return web.Response(status=200)
+
+    async def scenario() -> list[float]:
+        port = free_ports(1)[0]
+        app = web.Application()
+        app.router.add_post("/api/v2/alerts", alertmanager)
+        app.router.add_post("/hook", webhook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        pauses: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            pauses.append(seconds)
+
+        settings = Settings(
+            alertmanager_url=f"http://127.0.0.1:{port}",
+            page_webhook_url=f"http://127.0.0.1:{port}/hook",
+        )
+        try:
+            async with aiohttp.ClientSession() as session:
+                pager = Pager(settings, session, Backoff(sleep=sleep))
+                assert await pager.page([_alert()]) == 1
+        finally:
+            await runner.cleanup()
+        return pauses
+
+    pauses = asyncio.run(scenario())
+    assert pauses == [0.5]  # one failure, one back-off
+    assert [name for name, _ in received] == ["alertmanager", "webhook"]
+    am_body, hook_body = received[0][1], received[1][1]
+    assert isinstance(am_body, list) and am_body[0]["labels"]["alert_id"] == "a1"
+    assert isinstance(hook_body, list) and hook_body[0]["rule_id"] == "support.no_consent"
