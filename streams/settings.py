@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     kibana_url: str = Field(
         default="http://127.0.0.1:5601", description="Base of the alert links in pages."
     )
+    auditor: str | None = Field(
+        default=None,
+        description="Who runs searches and reports (recorded with each); the OS user if unset.",
+    )
     demo: bool = Field(
         default=False,
         description="Synthetic data only: allows a generated pseudonymisation key.",

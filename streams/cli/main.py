@@ -9,6 +9,7 @@ from elastic_transport import ConnectionError as ElasticsearchUnreachable
 
 from detectors.policy import PolicyError
 from streams import __version__
+from streams.cli.audit import report, search
 from streams.cli.demo import demo
 from streams.cli.detection import detect, simulate
 from streams.cli.dlq import dlq
@@ -40,6 +41,8 @@ cli.add_command(retention)
 cli.add_command(policy)
 cli.add_command(detect)
 cli.add_command(simulate)
+cli.add_command(search)
+cli.add_command(report)
 
 
 def main() -> None:

@@ -1,0 +1,230 @@
+"""``guetteur search`` and ``guetteur report``: the auditors' questions, answered from the
+history. Every run is itself recorded in the history (``streams.audit.watch``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from streams.audit import watch
+from streams.audit.query import Filters
+from streams.audit.report import COLUMNS, build_report, history_row, render_html
+from streams.audit.search import search_history
+from streams.cli.history import Moment
+from streams.cli.output import emit, progress, stderr
+from streams.elastic import sync_client
+from streams.pseudonym import load_pseudonymizer
+from streams.settings import Settings, load
+
+TABLE = ["time", "actor", "role", "action", "category", "practice", "session", "alerts"]
+FORMATS = click.Choice(["table", "csv", "json"])
+
+
+def _window(function: Any) -> Any:
+    function = click.option(
+        "--to", "end", type=Moment(end_of_day=True), help="Until (event time)."
+    )(function)
+    function = click.option("--from", "start", type=Moment(), help="From (event time).")(function)
+    function = click.option("--as", "auditor", help="Who is asking (default GUETTEUR_AUDITOR).")(
+        function
+    )
+    return function
+
+
+def _patient_pseudonyms(settings: Settings, raw: str | None) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    raw = sys.stdin.readline().strip() if raw == "-" else raw
+    pseudonymizer = load_pseudonymizer(settings, settings.demo_key_file())
+    return tuple(pseudonymizer.all_pseudonyms(raw))
+
+
+def _read_raw(raw: str | None) -> str | None:
+    if raw == "-":
+        return sys.stdin.readline().strip()
+    return raw
+
+
+def _output(
+    rows: list[dict[str, Any]], columns: list[str], fmt: str, out: IO[str], title: str
+) -> None:
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    elif fmt == "json":
+        for row in rows:
+            out.write(json.dumps({column: row.get(column) for column in columns}) + "\n")
+    else:
+        emit(rows, TABLE, as_json=False, title=title)
+
+
+@click.command()
+@click.option("--patient", help="The patient's raw id (- to read it from stdin); never stored.")
+@click.option("--actor", help="user.id of the person or service.")
+@click.option("--practice", help="The practice id.")
+@click.option("--session", help="A session id (remote support, application).")
+@click.option("--ticket", help="A support ticket id.")
+@click.option("--action", "actions", multiple=True, help="Only these actions (repeatable).")
+@click.option("--category", "categories", multiple=True, help="Only these data categories.")
+@click.option("--source", "sources", multiple=True, help="Only these emitting systems.")
+@click.option("--limit", type=click.IntRange(1), help="At most this many rows.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@_window
+def search(
+    patient: str | None,
+    actor: str | None,
+    practice: str | None,
+    session: str | None,
+    ticket: str | None,
+    actions: tuple[str, ...],
+    categories: tuple[str, ...],
+    sources: tuple[str, ...],
+    limit: int | None,
+    fmt: str,
+    as_json: bool,
+    start: datetime | None,
+    end: datetime | None,
+    auditor: str | None,
+) -> None:
+    """Search the access history; all matching accesses, oldest first (no 10,000 cap)."""
+    settings = load(Settings)
+    raw = _read_raw(patient)
+    filters = Filters(
+        patients=_patient_pseudonyms(settings, raw),
+        actor=actor,
+        practice=practice,
+        session=session,
+        ticket=ticket,
+        action=actions,
+        category=categories,
+        source=sources,
+        start=start,
+        end=end,
+    )
+    client = sync_client(settings)
+    with progress("search", enabled=not as_json and fmt == "table") as report:
+        rows = []
+        for doc in search_history(client, settings, filters, limit):
+            rows.append(history_row(doc))
+            if len(rows) % 1000 == 0:
+                report(f"{len(rows)} accesses")
+    watch.record(
+        settings,
+        watch.audit_event(watch.auditor_name(settings, auditor), "search", filters, len(rows), raw),
+    )
+    _output(rows, COLUMNS[:15], "json" if as_json else fmt, sys.stdout, f"{len(rows)} accesses")
+
+
+@click.group()
+def report() -> None:
+    """Plain-language access reports: a patient's, an actor's, a practice's exports."""
+
+
+def _report(
+    kind: str,
+    filters: Filters,
+    title: str,
+    fmt: str,
+    out: Path | None,
+    auditor: str | None,
+    raw: str | None = None,
+) -> None:
+    settings = load(Settings)
+    with progress("report", enabled=fmt != "json") as say:
+        say("reading the history")
+        rows = build_report(sync_client(settings), settings, filters)
+    watch.record(
+        settings,
+        watch.audit_event(watch.auditor_name(settings, auditor), kind, filters, len(rows), raw),
+    )
+    period = _period(filters)
+    if fmt == "html":
+        text = render_html(title, period, rows)
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            out.write_text(text)
+    elif out is not None:
+        with out.open("w", newline="") as handle:
+            _output(rows, COLUMNS, fmt, handle, title)
+    else:
+        _output(rows, COLUMNS, fmt, sys.stdout, f"{title}: {len(rows)} accesses ({period})")
+    if out is not None:
+        stderr.print(f"{len(rows)} accesses written to {out}")
+
+
+def _period(filters: Filters) -> str:
+    start = filters.start.isoformat() if filters.start else "the beginning"
+    end = filters.end.isoformat() if filters.end else "now"
+    return f"from {start} to {end}"
+
+
+REPORT_FORMATS = click.Choice(["table", "csv", "json", "html"])
+
+
+def _report_options(function: Any) -> Any:
+    function = click.option(
+        "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file."
+    )(function)
+    function = click.option(
+        "--format", "fmt", type=REPORT_FORMATS, default="table", show_default=True
+    )(function)
+    return _window(function)
+
+
+@report.command("patient")
+@click.argument("raw_id")
+@_report_options
+def patient_report(
+    raw_id: str,
+    fmt: str,
+    out: Path | None,
+    start: datetime | None,
+    end: datetime | None,
+    auditor: str | None,
+) -> None:
+    """Every access to one patient's data (RAW_ID, or - for stdin; pseudonymised first)."""
+    settings = load(Settings)
+    raw = _read_raw(raw_id)
+    filters = Filters(patients=_patient_pseudonyms(settings, raw), start=start, end=end)
+    _report("patient report", filters, "Accesses to a patient's data", fmt, out, auditor, raw)
+
+
+@report.command("actor")
+@click.argument("actor_id")
+@_report_options
+def actor_report(
+    actor_id: str,
+    fmt: str,
+    out: Path | None,
+    start: datetime | None,
+    end: datetime | None,
+    auditor: str | None,
+) -> None:
+    """Everything one person or service touched."""
+    filters = Filters(actor=actor_id, start=start, end=end)
+    _report("actor report", filters, f"What {actor_id} accessed", fmt, out, auditor)
+
+
+@report.command("practice")
+@click.argument("practice_id")
+@_report_options
+def practice_report(
+    practice_id: str,
+    fmt: str,
+    out: Path | None,
+    start: datetime | None,
+    end: datetime | None,
+    auditor: str | None,
+) -> None:
+    """The exports and downloads that left one practice."""
+    filters = Filters(practice=practice_id, action=("export", "download"), start=start, end=end)
+    _report("practice export report", filters, f"Data that left {practice_id}", fmt, out, auditor)
