@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     page_webhook_url: str | None = Field(
         default=None, description="Also POST each paged alert (JSON) to this URL."
     )
+    console_host: str = "127.0.0.1"
+    console_port: int = Field(default=6080, ge=1, le=65535)
     kibana_url: str = Field(
         default="http://127.0.0.1:5601", description="Base of the alert links in pages."
     )
@@ -174,6 +176,14 @@ class Settings(BaseSettings):
     @property
     def alerts_index(self) -> str:
         return f"{self.index_prefix}-alerts"
+
+    @property
+    def triage_index(self) -> str:
+        return f"{self.index_prefix}-alert-triage"
+
+    @property
+    def tokens_index(self) -> str:
+        return f"{self.index_prefix}-api-tokens"
 
     @property
     def detect_topic(self) -> str:

@@ -10,6 +10,7 @@ from elastic_transport import ConnectionError as ElasticsearchUnreachable
 from detectors.policy import PolicyError
 from streams import __version__
 from streams.cli.audit import report, search
+from streams.cli.console import console, token
 from streams.cli.demo import demo
 from streams.cli.detection import detect, simulate
 from streams.cli.dlq import dlq
@@ -43,6 +44,8 @@ cli.add_command(detect)
 cli.add_command(simulate)
 cli.add_command(search)
 cli.add_command(report)
+cli.add_command(console)
+cli.add_command(token)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch
+from elasticsearch import AsyncElasticsearch, NotFoundError
 
 from detectors.alerts import Alert
 from streams import metrics
@@ -31,10 +31,29 @@ class AlertSink:
     def __init__(self, client: AsyncElasticsearch, settings: Settings, backoff: Backoff):
         self.client = client
         self.index = settings.alerts_index
+        self.triage_index = settings.triage_index
         self.backoff = backoff
+
+    async def _triage(self, alert_ids: list[str]) -> dict[str, Any]:
+        """Triage status per incident, copied into its document so a rewrite keeps it."""
+
+        async def fetch() -> dict[str, Any]:
+            try:
+                found = await self.client.mget(index=self.triage_index, ids=alert_ids)
+            except NotFoundError:
+                return {}
+            keys = ("status", "by", "at", "comment")
+            return {
+                d["_id"]: {k: d["_source"][k] for k in keys}
+                for d in found["docs"]
+                if d.get("found")
+            }
+
+        return await self.backoff.call("triage mget", fetch)
 
     async def write(self, alerts: Sequence[Alert]) -> None:
         operations: list[dict[str, Any]] = []
+        triage = await self._triage([alert.alert_id for alert in alerts]) if alerts else {}
         for alert in alerts:
             operations.append(
                 {
@@ -46,7 +65,10 @@ class AlertSink:
                     }
                 }
             )
-            operations.append(alert_document(alert))
+            document = alert_document(alert)
+            if alert.alert_id in triage:
+                document["triage"] = triage[alert.alert_id]
+            operations.append(document)
         if not operations:
             return
         pending = operations

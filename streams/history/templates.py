@@ -43,12 +43,20 @@ def alerts_template(settings: Settings) -> dict[str, Any]:
     return body
 
 
+def _single(name: str, index: str) -> dict[str, Any]:
+    body = _load(name)
+    body["index_patterns"] = [index]
+    return body
+
+
 def templates(settings: Settings) -> dict[str, dict[str, Any]]:
     """Template name -> body. Names carry the prefix, so two deployments can share a cluster."""
     return {
         settings.history_index: history_template(settings),
         settings.checkpoint_index: checkpoint_template(settings),
         settings.alerts_index: alerts_template(settings),
+        settings.triage_index: _single("alert-triage", settings.triage_index),
+        settings.tokens_index: _single("api-tokens", settings.tokens_index),
     }
 
 
@@ -59,6 +67,17 @@ class HistorySetupError(Exception):
 def install(client: Elasticsearch, settings: Settings) -> None:
     for name, body in templates(settings).items():
         client.indices.put_index_template(name=name, **body)
+        _add_new_fields(client, body)
+
+
+def _add_new_fields(client: Elasticsearch, body: dict[str, Any]) -> None:
+    """A template reaches only new indices: give the existing ones the fields a new template
+    version added (mappings only grow; an incompatible change fails here, loudly)."""
+    for pattern in body["index_patterns"]:
+        existing = client.indices.get(index=pattern, allow_no_indices=True, ignore_unavailable=True)
+        if existing:
+            properties = body["template"]["mappings"]["properties"]
+            client.indices.put_mapping(index=",".join(existing), properties=properties)
 
 
 def prepare(client: Elasticsearch, settings: Settings, wait: float = 60.0) -> None:

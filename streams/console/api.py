@@ -1,0 +1,207 @@
+"""The console's HTTP API (aiohttp), and the static web console on top of it.
+
+Every request but the console's own files needs ``Authorization: Bearer <token>``: no token or
+an unknown one is 401, a role without the right is 403. Searches and reports are recorded as
+access events, like their CLI twins; triage changes are recorded in the triage index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from elasticsearch import Elasticsearch
+
+from streams.audit import watch
+from streams.audit.query import Filters
+from streams.audit.report import COLUMNS, build_report, history_row, render_html
+from streams.audit.search import search_all, search_history
+from streams.console import tokens, triage
+from streams.console.tokens import Role, User
+from streams.pseudonym import Pseudonymizer
+from streams.settings import Settings
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STATIC = resources.files("streams.console") / "static"
+MAX_ROWS = 10_000
+
+
+def create_api(
+    settings: Settings, client: Elasticsearch, pseudonymizer: Pseudonymizer
+) -> web.Application:
+    api = Console(settings, client, pseudonymizer)
+    app = web.Application(middlewares=[api.authenticate])
+    app.router.add_get("/", api.index)
+    app.router.add_get("/console.js", api.script)
+    app.router.add_get("/api/whoami", api.whoami)
+    app.router.add_get("/api/search", api.search)
+    app.router.add_get("/api/reports/patient", api.patient_report)
+    app.router.add_get("/api/alerts", api.alerts)
+    app.router.add_post("/api/alerts/{alert_id}/triage", api.triage)
+    return app
+
+
+class Console:
+    def __init__(self, settings: Settings, client: Elasticsearch, pseudonymizer: Pseudonymizer):
+        self.settings = settings
+        self.client = client
+        self.pseudonymizer = pseudonymizer
+
+    # -- authentication ------------------------------------------------------------------------
+
+    @web.middleware
+    async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        user = None
+        if token:
+            user = await asyncio.to_thread(tokens.lookup, self.client, self.settings, token)
+        if user is None:
+            raise _error(
+                web.HTTPUnauthorized,
+                "a valid API token is required (Authorization: Bearer <token>); "
+                "an admin creates one with `guetteur token create NAME --role ROLE`",
+            )
+        request["user"] = user
+        return await handler(request)
+
+    @staticmethod
+    def require(request: web.Request, *roles: Role) -> User:
+        user: User = request["user"]
+        if not user.may(*roles):
+            needed = " or ".join(r.value for r in (*roles, Role.ADMIN))
+            raise _error(web.HTTPForbidden, f"role {user.role.value} may not do this ({needed})")
+        return user
+
+    # -- console -------------------------------------------------------------------------------
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=STATIC.joinpath("index.html").read_text(), content_type="text/html"
+        )
+
+    async def script(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=STATIC.joinpath("console.js").read_text(), content_type="application/javascript"
+        )
+
+    async def whoami(self, request: web.Request) -> web.Response:
+        user: User = request["user"]
+        return web.json_response({"name": user.name, "role": user.role.value})
+
+    # -- searches and reports --------------------------------------------------------------------
+
+    def _filters(self, request: web.Request) -> tuple[Filters, str | None]:
+        query = request.query
+        raw = query.get("patient") or None
+        patients = tuple(self.pseudonymizer.all_pseudonyms(raw)) if raw else ()
+
+        def moment(name: str) -> datetime | None:
+            value = query.get(name)
+            if not value:
+                return None
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                raise _error(web.HTTPBadRequest, f"{name}: not an ISO date") from None
+
+        filters = Filters(
+            patients=patients,
+            actor=query.get("actor") or None,
+            practice=query.get("practice") or None,
+            session=query.get("session") or None,
+            ticket=query.get("ticket") or None,
+            action=tuple(query.getall("action", [])),
+            category=tuple(query.getall("category", [])),
+            source=tuple(query.getall("source", [])),
+            start=moment("from"),
+            end=moment("to"),
+        )
+        return filters, raw
+
+    async def search(self, request: web.Request) -> web.Response:
+        user = self.require(request, Role.AUDITOR)
+        filters, raw = self._filters(request)
+
+        def run() -> list[dict[str, Any]]:
+            docs = search_history(self.client, self.settings, filters, MAX_ROWS)
+            return [history_row(doc) for doc in docs]
+
+        rows = await asyncio.to_thread(run)
+        await self._record(user, "search", filters, len(rows), raw)
+        return web.json_response({"count": len(rows), "rows": rows})
+
+    async def patient_report(self, request: web.Request) -> web.Response:
+        user = self.require(request, Role.AUDITOR)
+        filters, raw = self._filters(request)
+        if not filters.patients:
+            raise _error(web.HTTPBadRequest, "patient is required")
+        rows = await asyncio.to_thread(build_report, self.client, self.settings, filters)
+        await self._record(user, "patient report", filters, len(rows), raw)
+        fmt = request.query.get("format", "json")
+        if fmt == "html":
+            page = render_html("Accesses to a patient's data", "", rows)
+            return web.Response(text=page, content_type="text/html")
+        if fmt == "csv":
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+            return web.Response(text=out.getvalue(), content_type="text/csv")
+        return web.json_response({"count": len(rows), "rows": rows})
+
+    async def _record(
+        self, user: User, kind: str, filters: Filters, results: int, raw: str | None
+    ) -> None:
+        event = watch.audit_event(user.name, kind, filters, results, raw)
+        await asyncio.to_thread(watch.record, self.settings, event)
+
+    # -- alerts and triage -----------------------------------------------------------------------
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        self.require(request, Role.ANALYST)
+        wanted = request.query.get("status", "open")
+
+        def run() -> list[dict[str, Any]]:
+            found = list(
+                search_all(self.client, self.settings.alerts_index, {"match_all": {}}, MAX_ROWS)
+            )
+            states = triage.statuses(self.client, self.settings, [a["alert_id"] for a in found])
+            for alert in found:
+                alert["triage"] = states.get(alert["alert_id"], {"status": "open"})
+            return [a for a in found if wanted == "all" or a["triage"]["status"] == wanted]
+
+        alerts = await asyncio.to_thread(run)
+        alerts.sort(key=lambda a: a["timestamp"], reverse=True)
+        return web.json_response({"count": len(alerts), "alerts": alerts})
+
+    async def triage(self, request: web.Request) -> web.Response:
+        user = self.require(request, Role.ANALYST)
+        body = await request.json()
+        try:
+            status = triage.Status(body.get("status", ""))
+            record = await asyncio.to_thread(
+                triage.change,
+                self.client,
+                self.settings,
+                request.match_info["alert_id"],
+                status,
+                user.name,
+                str(body.get("comment", "")),
+            )
+        except ValueError as exc:  # an unknown status, or a TriageError
+            raise _error(web.HTTPBadRequest, str(exc)) from None
+        return web.json_response(record)
+
+
+def _error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
+    return kind(text=json.dumps({"error": message}), content_type="application/json")
