@@ -30,6 +30,7 @@ from streams.settings import Settings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC = resources.files("streams.console") / "static"
+USER = web.RequestKey("user", User)
 MAX_ROWS = 10_000
 
 
@@ -71,12 +72,12 @@ class Console:
                 "a valid API token is required (Authorization: Bearer <token>); "
                 "an admin creates one with `guetteur token create NAME --role ROLE`",
             )
-        request["user"] = user
+        request[USER] = user
         return await handler(request)
 
     @staticmethod
     def require(request: web.Request, *roles: Role) -> User:
-        user: User = request["user"]
+        user = request[USER]
         if not user.may(*roles):
             needed = " or ".join(r.value for r in (*roles, Role.ADMIN))
             raise _error(web.HTTPForbidden, f"role {user.role.value} may not do this ({needed})")
@@ -95,7 +96,7 @@ class Console:
         )
 
     async def whoami(self, request: web.Request) -> web.Response:
-        user: User = request["user"]
+        user = request[USER]
         return web.json_response({"name": user.name, "role": user.role.value})
 
     # -- searches and reports --------------------------------------------------------------------

@@ -1,0 +1,163 @@
+"""The console API on the real Elasticsearch (and Kafka, where searches are recorded): tokens
+and roles (401/403), triage state changes, and triage surviving an incident's new evidence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from detectors.alerts import Alert, Severity
+from streams.backoff import Backoff
+from streams.console import tokens
+from streams.console.api import create_api
+from streams.detection.sink import AlertSink, alert_document
+from streams.elastic import async_client, sync_client
+from streams.history.templates import prepare
+from streams.keys import Key
+from streams.pseudonym import Pseudonymizer
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from tests.conftest import TEST_KEY
+
+pytestmark = pytest.mark.integration
+
+ALERT = Alert(
+    alert_id="api-test-alert",
+    rule_id="support.no_consent",
+    severity=Severity.HIGH,
+    timestamp=datetime(2026, 11, 16, 9, 0, tzinfo=UTC),
+    last_seen=datetime(2026, 11, 16, 9, 0, tzinfo=UTC),
+    actor_id="sup-ma-042",
+    practice_id="prac-1",
+    event_ids=["e1"],
+    event_count=1,
+    summary="support agent sup-ma-042 viewed medical data ...",
+    headline="support agent sup-ma-042 viewed medical data ...",
+    group="session:prac-1/rs-1",
+    window_start=datetime(2026, 11, 16, 9, 0, tzinfo=UTC),
+)
+
+
+async def _client(settings: Settings) -> TestClient:  # type: ignore[type-arg]
+    app = create_api(settings, sync_client(settings), Pseudonymizer(Key("test", TEST_KEY.encode())))
+    client = TestClient(TestServer(app))  # a real HTTP server on a free port
+    await client.start_server()
+    return client
+
+
+@pytest.fixture
+def prepared(isolated: Settings) -> Settings:
+    ensure_topics(isolated)
+    es = sync_client(isolated)
+    prepare(es, isolated)
+    es.index(
+        index=isolated.alerts_index,
+        id=ALERT.alert_id,
+        document=alert_document(ALERT),
+        version=1,
+        version_type="external_gte",
+        refresh="wait_for",
+    )
+    return isolated
+
+
+def test_tokens_and_roles(prepared: Settings) -> None:
+    es = sync_client(prepared)
+    issued = {role: tokens.create(es, prepared, f"{role.value}-1", role) for role in tokens.Role}
+    stored = json.dumps(es.search(index=prepared.tokens_index)["hits"]["hits"])
+    assert not any(token in stored for token in issued.values())  # hashes only
+
+    expected = {  # path -> roles allowed (admin always)
+        "/api/search?actor=nobody": {"auditor", "admin"},
+        "/api/reports/patient?patient=P-1": {"auditor", "admin"},
+        "/api/alerts": {"analyst", "admin"},
+    }
+
+    async def scenario() -> list[tuple[str, str, int]]:
+        client = await _client(prepared)
+        seen = []
+        try:
+            for path in expected:
+                seen.append(("none", path, (await client.get(path)).status))
+                bad = await client.get(path, headers={"Authorization": "Bearer gt_wrong"})
+                seen.append(("wrong", path, bad.status))
+                for role, token in issued.items():
+                    answer = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+                    seen.append((role.value, path, answer.status))
+            page = await client.get("/")
+            seen.append(("none", "/", page.status))
+        finally:
+            await client.close()
+        return seen
+
+    for who, path, status in asyncio.run(scenario()):
+        if path == "/":
+            assert status == 200  # the console page itself is public; its data is not
+        elif who in {"none", "wrong"}:
+            assert status == 401, (who, path)
+        else:
+            assert status == (200 if who in expected[path] else 403), (who, path, status)
+
+
+def test_triage_changes_are_stored_shown_and_kept(prepared: Settings) -> None:
+    es = sync_client(prepared)
+    analyst = tokens.create(es, prepared, "ana", tokens.Role.ANALYST)
+    auth = {"Authorization": f"Bearer {analyst}"}
+    path = f"/api/alerts/{ALERT.alert_id}/triage"
+
+    async def scenario() -> dict[str, Any]:
+        client = await _client(prepared)
+        try:
+            opened = await (await client.get("/api/alerts?status=open", headers=auth)).json()
+            assert [a["alert_id"] for a in opened["alerts"]] == [ALERT.alert_id]
+            ack = await client.post(path, headers=auth, json={"status": "acknowledged"})
+            assert ack.status == 200
+            nocomment = await client.post(path, headers=auth, json={"status": "true_positive"})
+            assert nocomment.status == 400
+            assert "needs a comment" in (await nocomment.json())["error"]
+            bogus = await client.post(path, headers=auth, json={"status": "maybe"})
+            assert bogus.status == 400
+            missing = await client.post(
+                "/api/alerts/nope/triage", headers=auth, json={"status": "acknowledged"}
+            )
+            assert missing.status == 400
+            closed = await client.post(
+                path, headers=auth, json={"status": "true_positive", "comment": "confirmed"}
+            )
+            assert closed.status == 200
+            record: dict[str, Any] = await closed.json()
+            listed = await (
+                await client.get("/api/alerts?status=true_positive", headers=auth)
+            ).json()
+            assert [a["alert_id"] for a in listed["alerts"]] == [ALERT.alert_id]
+            still_open = await (await client.get("/api/alerts?status=open", headers=auth)).json()
+            assert still_open["count"] == 0
+            return record
+        finally:
+            await client.close()
+
+    record = asyncio.run(scenario())
+    assert [step["status"] for step in record["history"]] == ["acknowledged", "true_positive"]
+    assert record["by"] == "ana" and record["comment"] == "confirmed"
+    shown = es.get(index=prepared.alerts_index, id=ALERT.alert_id)["_source"]
+    assert shown["triage"]["status"] == "true_positive"  # in the alerts index, for Kibana
+
+    # New evidence rewrites the incident: its triage stays.
+    grown = ALERT.model_copy(update={"event_ids": ["e1", "e2"], "event_count": 2})
+
+    async def rewrite() -> None:
+        client = async_client(prepared)
+        try:
+            await AlertSink(client, prepared, Backoff()).write([grown])
+        finally:
+            await client.close()
+
+    asyncio.run(rewrite())
+    es.indices.refresh(index=prepared.alerts_index)
+    after = es.get(index=prepared.alerts_index, id=ALERT.alert_id)["_source"]
+    assert after["event_count"] == 2 and after["triage"]["status"] == "true_positive"
