@@ -134,11 +134,18 @@ def test_searches_and_reports_return_exactly_the_expected_accesses(
         audit_lines = text.count(f"{AUDITOR} (admin) searched")
         assert text.count("<li") == len(accesses) + audit_lines
 
+        actor_rows = _report(["report", "actor", "sup-ma-042"])
+        assert sorted(r["event_id"] for r in actor_rows) == _ids(events, actor="sup-ma-042")
+        practice_rows = _report(["report", "practice", practice])
+        assert sorted(r["event_id"] for r in practice_rows) == _ids(
+            events, practice_id=practice, action={"export", "download"}
+        )
+
         # Accesses that raised an alert are flagged with the rule (once detection has run).
         flagged = _wait_for_flags(["report", "actor", "sup-ext-007", "--format", "json"])
         assert flagged and all(r["alerts"] == "support.unapproved_location" for r in flagged)
 
-        searches = 10 + 1  # the 8 searches and 3 reports above: one access event each
+        searches = 8 + 5  # the 8 searches and 5 reports above: one access event each
         recorded = _wait_for_audit_events(isolated, searches, worker, log)
         assert len(recorded) == searches
         assert {doc["user"]["id"] for doc in recorded} == {AUDITOR}
@@ -150,6 +157,12 @@ def test_searches_and_reports_return_exactly_the_expected_accesses(
         assert len(patient_searches) == 3
 
     _assert_raw_id_nowhere(isolated, patient)
+
+
+def _report(command: list[str]) -> list[dict[str, Any]]:
+    result = CliRunner().invoke(cli, [*command, "--format", "json", "--as", AUDITOR])
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
 
 
 def _wait_for_flags(command: list[str]) -> list[dict[str, Any]]:

@@ -79,8 +79,8 @@ async function triage(alertId, status, comment) {
   try {
     await api(`/api/alerts/${encodeURIComponent(alertId)}/triage`,
               { method: "POST", body: JSON.stringify({ status, comment }) });
-    say(`Alert ${alertId}: ${status.replace("_", " ")}`);
     await loadAlerts();
+    say(`Alert ${alertId}: ${status.replace("_", " ")}`);
   } catch (error) { say("Triage failed: " + error.message); }
 }
 
