@@ -38,14 +38,15 @@ def _window(function: Any) -> Any:
 
 
 def _patient_pseudonyms(settings: Settings, raw: str | None) -> tuple[str, ...]:
+    """Every pseudonym the patient may carry (one per key); the raw id goes no further."""
     if raw is None:
         return ()
-    raw = sys.stdin.readline().strip() if raw == "-" else raw
     pseudonymizer = load_pseudonymizer(settings, settings.demo_key_file())
     return tuple(pseudonymizer.all_pseudonyms(raw))
 
 
 def _read_raw(raw: str | None) -> str | None:
+    """``-`` reads the raw id from stdin, which keeps it out of the shell's history."""
     if raw == "-":
         return sys.stdin.readline().strip()
     return raw
