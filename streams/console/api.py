@@ -12,6 +12,7 @@ import csv
 import io
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -31,6 +32,12 @@ from streams.settings import Settings
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC = resources.files("streams.console") / "static"
 USER = web.RequestKey("user", User)
+# kind -> (the filter it requires, the report's title), as in `guetteur report KIND`
+REPORTS = {
+    "patient": ("patient", "Accesses to a patient's data"),
+    "actor": ("actor", "What one person or service accessed"),
+    "practice": ("practice", "Data that left a practice (exports and downloads)"),
+}
 MAX_ROWS = 10_000
 
 
@@ -43,7 +50,7 @@ def create_api(
     app.router.add_get("/console.js", api.script)
     app.router.add_get("/api/whoami", api.whoami)
     app.router.add_get("/api/search", api.search)
-    app.router.add_get("/api/reports/patient", api.patient_report)
+    app.router.add_get("/api/reports/{kind}", api.report)
     app.router.add_get("/api/alerts", api.alerts)
     app.router.add_post("/api/alerts/{alert_id}/triage", api.triage)
     return app
@@ -141,17 +148,22 @@ class Console:
         await self._record(user, "search", filters, len(rows), raw)
         return web.json_response({"count": len(rows), "rows": rows})
 
-    async def patient_report(self, request: web.Request) -> web.Response:
+    async def report(self, request: web.Request) -> web.Response:
         user = self.require(request, Role.AUDITOR)
+        kind = request.match_info["kind"]
+        if kind not in REPORTS:
+            raise _error(web.HTTPNotFound, f"no {kind} report (patient, actor or practice)")
+        needed, title = REPORTS[kind]
         filters, raw = self._filters(request)
-        if not filters.patients:
-            raise _error(web.HTTPBadRequest, "patient is required")
+        if not request.query.get(needed):
+            raise _error(web.HTTPBadRequest, f"{needed} is required")
+        if kind == "practice":
+            filters = replace(filters, action=("export", "download"))
         rows = await asyncio.to_thread(build_report, self.client, self.settings, filters)
-        await self._record(user, "patient report", filters, len(rows), raw)
+        await self._record(user, f"{kind} report", filters, len(rows), raw)
         fmt = request.query.get("format", "json")
         if fmt == "html":
-            page = render_html("Accesses to a patient's data", "", rows)
-            return web.Response(text=page, content_type="text/html")
+            return web.Response(text=render_html(title, "", rows), content_type="text/html")
         if fmt == "csv":
             out = io.StringIO()
             writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")

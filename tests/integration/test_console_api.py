@@ -75,6 +75,8 @@ def test_tokens_and_roles(prepared: Settings) -> None:
     expected = {  # path -> roles allowed (admin always)
         "/api/search?actor=nobody": {"auditor", "admin"},
         "/api/reports/patient?patient=P-1": {"auditor", "admin"},
+        "/api/reports/actor?actor=sup-ma-042&format=csv": {"auditor", "admin"},
+        "/api/reports/practice?practice=prac-1&format=html": {"auditor", "admin"},
         "/api/alerts": {"analyst", "admin"},
     }
 
