@@ -3,11 +3,12 @@ alerts it raised. Rows come from the history (pseudonymised); nothing here needs
 
 from __future__ import annotations
 
+import csv
 import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 from elasticsearch import Elasticsearch
 
@@ -48,6 +49,20 @@ COLUMNS = [
     "consent",
     "sentence",
 ]
+
+
+# kind -> (the filter it requires, the title): `guetteur report KIND` and /api/reports/KIND
+REPORTS = {
+    "patient": ("patient", "Accesses to a patient's data"),
+    "actor": ("actor", "What one person or service accessed"),
+    "practice": ("practice", "Data that left a practice (exports and downloads)"),
+}
+
+
+def write_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str], out: IO[str]) -> None:
+    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def history_row(doc: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,6 @@ history. Every run is itself recorded in the history (``streams.audit.watch``)."
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from datetime import datetime
@@ -14,7 +13,14 @@ import click
 
 from streams.audit import watch
 from streams.audit.query import Filters
-from streams.audit.report import COLUMNS, build_report, history_row, render_html
+from streams.audit.report import (
+    COLUMNS,
+    REPORTS,
+    build_report,
+    history_row,
+    render_html,
+    write_csv,
+)
 from streams.audit.search import search_history
 from streams.cli.history import Moment
 from streams.cli.output import emit, progress, stderr
@@ -56,9 +62,7 @@ def _output(
     rows: list[dict[str, Any]], columns: list[str], fmt: str, out: IO[str], title: str
 ) -> None:
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        write_csv(rows, columns, out)
     elif fmt == "json":
         for row in rows:
             out.write(json.dumps({column: row.get(column) for column in columns}) + "\n")
@@ -132,7 +136,6 @@ def report() -> None:
 def _report(
     kind: str,
     filters: Filters,
-    title: str,
     fmt: str,
     out: Path | None,
     auditor: str | None,
@@ -142,11 +145,9 @@ def _report(
     with progress("report", enabled=fmt != "json") as say:
         say("reading the history")
         rows = build_report(sync_client(settings), settings, filters)
-    watch.record(
-        settings,
-        watch.audit_event(watch.auditor_name(settings, auditor), kind, filters, len(rows), raw),
-    )
-    period = _period(filters)
+    who = watch.auditor_name(settings, auditor)
+    watch.record(settings, watch.audit_event(who, f"{kind} report", filters, len(rows), raw))
+    title, period = REPORTS[kind][1], _period(filters)
     if fmt == "html":
         text = render_html(title, period, rows)
         if out is None:
@@ -196,7 +197,7 @@ def patient_report(
     settings = load(Settings)
     raw = _read_raw(raw_id)
     filters = Filters(patients=_patient_pseudonyms(settings, raw), start=start, end=end)
-    _report("patient report", filters, "Accesses to a patient's data", fmt, out, auditor, raw)
+    _report("patient", filters, fmt, out, auditor, raw)
 
 
 @report.command("actor")
@@ -212,7 +213,7 @@ def actor_report(
 ) -> None:
     """Everything one person or service touched."""
     filters = Filters(actor=actor_id, start=start, end=end)
-    _report("actor report", filters, f"What {actor_id} accessed", fmt, out, auditor)
+    _report("actor", filters, fmt, out, auditor)
 
 
 @report.command("practice")
@@ -228,4 +229,4 @@ def practice_report(
 ) -> None:
     """The exports and downloads that left one practice."""
     filters = Filters(practice=practice_id, action=("export", "download"), start=start, end=end)
-    _report("practice export report", filters, f"Data that left {practice_id}", fmt, out, auditor)
+    _report("practice", filters, fmt, out, auditor)

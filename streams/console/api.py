@@ -8,7 +8,6 @@ access events, like their CLI twins; triage changes are recorded in the triage i
 from __future__ import annotations
 
 import asyncio
-import csv
 import io
 import json
 from collections.abc import Awaitable, Callable
@@ -22,7 +21,14 @@ from elasticsearch import Elasticsearch
 
 from streams.audit import watch
 from streams.audit.query import Filters
-from streams.audit.report import COLUMNS, build_report, history_row, render_html
+from streams.audit.report import (
+    COLUMNS,
+    REPORTS,
+    build_report,
+    history_row,
+    render_html,
+    write_csv,
+)
 from streams.audit.search import search_all, search_history
 from streams.console import tokens, triage
 from streams.console.tokens import Role, User
@@ -32,12 +38,7 @@ from streams.settings import Settings
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC = resources.files("streams.console") / "static"
 USER = web.RequestKey("user", User)
-# kind -> (the filter it requires, the report's title), as in `guetteur report KIND`
-REPORTS = {
-    "patient": ("patient", "Accesses to a patient's data"),
-    "actor": ("actor", "What one person or service accessed"),
-    "practice": ("practice", "Data that left a practice (exports and downloads)"),
-}
+
 MAX_ROWS = 10_000
 
 
@@ -166,9 +167,7 @@ class Console:
             return web.Response(text=render_html(title, "", rows), content_type="text/html")
         if fmt == "csv":
             out = io.StringIO()
-            writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+            write_csv(rows, COLUMNS, out)
             return web.Response(text=out.getvalue(), content_type="text/csv")
         return web.json_response({"count": len(rows), "rows": rows})
 
