@@ -198,7 +198,10 @@ class Console:
 
     async def triage(self, request: web.Request) -> web.Response:
         user = self.require(request, Role.ANALYST)
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError:
+            raise _error(web.HTTPBadRequest, "the body must be JSON: {status, comment}") from None
         try:
             status = triage.Status(body.get("status", ""))
             record = await asyncio.to_thread(

@@ -124,6 +124,8 @@ def test_triage_changes_are_stored_shown_and_kept(prepared: Settings) -> None:
             assert "needs a comment" in (await nocomment.json())["error"]
             bogus = await client.post(path, headers=auth, json={"status": "maybe"})
             assert bogus.status == 400
+            garbled = await client.post(path, headers=auth, data=b"not json")
+            assert garbled.status == 400
             missing = await client.post(
                 "/api/alerts/nope/triage", headers=auth, json={"status": "acknowledged"}
             )
