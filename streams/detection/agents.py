@@ -87,9 +87,7 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
             now = clock.now(_assigned(app, settings.detect_topic))
             if now is not None:
                 alerts += runner.advance(now)
-            await _send_all(
-                parts_topic, [(a.alert_id, a.model_dump_json().encode()) for a in alerts]
-            )
+            await _send_all(parts_topic, [(a.alert_id, _encoded(a)) for a in alerts])
             written = states.flush()
             sizes.maybe_report(states_table)
             metrics.ALERT_FINDINGS.inc(len(alerts))
@@ -114,13 +112,8 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
                 changed, new = _merge_batch(incidents_table, batch)
                 if changed:
                     await sink.write(list(changed.values()))
-                    await _send_all(
-                        alerts_topic,
-                        [
-                            (a.alert_id.encode(), a.model_dump_json().encode())
-                            for a in changed.values()
-                        ],
-                    )
+                    published = [(a.alert_id.encode(), _encoded(a)) for a in changed.values()]
+                    await _send_all(alerts_topic, published)
                     for alert_id, alert in changed.items():
                         incidents_table[alert_id] = alert.model_dump(mode="json")
                     _count(changed, new)
