@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     topic_events: str = Field(default="access-events", pattern=r"^[A-Za-z0-9._-]+$")
     topic_dlq: str = Field(default="access-events-dlq", pattern=r"^[A-Za-z0-9._-]+$")
     topic_alerts: str = Field(default="access-alerts", pattern=r"^[A-Za-z0-9._-]+$")
+    dlq_retention_days: float = Field(
+        default=30,
+        gt=0,
+        le=365,
+        description="How long dead letters (raw bytes, raw patient ids included) are kept.",
+    )
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication: int = Field(default=1, ge=1, le=16)
     index_prefix: str = Field(default="guetteur", pattern=r"^[a-z0-9][a-z0-9._-]*$")

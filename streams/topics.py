@@ -30,11 +30,20 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         settings.detect_topic: settings.topic_partitions,
         settings.alert_parts_topic: settings.topic_partitions,
     }
+    # Dead letters are raw producer bytes, raw patient ids included: kept only long enough to be
+    # looked at and replayed, not for as long as the broker keeps everything else.
+    dlq_ms = int(settings.dlq_retention_days * 24 * 3600 * 1000)
+    configs = {settings.topic_dlq: {"retention.ms": str(dlq_ms)}}
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers(), client_id="guetteur-admin")
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=partitions, replication_factor=settings.topic_replication)
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=settings.topic_replication,
+                topic_configs=configs.get(name, {}),
+            )
             for name, partitions in wanted.items()
             if name not in existing
         ]

@@ -48,6 +48,19 @@ def _wait_for_letters(
     return letters
 
 
+def _retention_ms(settings: Settings, topic: str) -> str:
+    """The topic's retention.ms as the broker reports it."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers())
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        admin.close()
+    return str(described["topic"][topic]["retention.ms"]["value"])
+
+
 def _wait_until_indexed(settings: Settings, event_id: str, worker: WorkerProcess) -> bool:
     """Dead letters may land before the valid event's batch does: wait for it, don't race it."""
     client = sync_client(settings)
@@ -63,6 +76,7 @@ def test_bad_messages_are_dead_lettered_with_reasons_and_replayable(
     isolated: Settings, tmp_path: Path
 ) -> None:
     ensure_topics(isolated)
+    assert _retention_ms(isolated, isolated.topic_dlq) == str(30 * 24 * 3600 * 1000)
     publish(isolated, isolated.topic_events, [*BAD, json.dumps(GOOD).encode()])
     log = tmp_path / "worker.log"
     with WorkerProcess(log) as worker:
