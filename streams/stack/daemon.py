@@ -16,7 +16,7 @@ from pathlib import Path
 
 from streams.settings import StackSettings
 from streams.stack import process
-from streams.stack.service import Progress, ServiceStatus, StackError
+from streams.stack.service import Progress, ServiceStatus, StackError, stop_recorded
 
 
 class DaemonService:
@@ -102,14 +102,7 @@ class DaemonService:
             return False
 
     def stop(self) -> bool:
-        pid = self.pid()
-        if not self.running() or pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        if not process.terminate(pid, timeout=20):
-            raise StackError(self.name, f"pid {pid} did not stop", self.log_file)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return stop_recorded(self, self.pid(), 20, self.pid_file)
 
     def ports(self) -> dict[str, int]:
         return {self.port_setting: self.port}

@@ -22,7 +22,7 @@ from typing import Any
 
 from streams.settings import StackSettings
 from streams.stack import es_root_plugin, process, toolchain
-from streams.stack.service import Progress, ServiceStatus, StackError
+from streams.stack.service import Progress, ServiceStatus, StackError, stop_recorded
 
 POM = Path(str(resources.files("streams.stack") / "maven" / "elasticsearch.pom.xml"))
 
@@ -178,12 +178,7 @@ class ElasticsearchService:
         return health is not None and health.get("status") in {"green", "yellow"}
 
     def stop(self) -> bool:
-        pid = self.pid()
-        if not self.running() or pid is None:
-            return False
-        if not process.terminate(pid, timeout=60):
-            raise StackError(self.name, f"pid {pid} did not stop", self.log_file)
-        return True
+        return stop_recorded(self, self.pid(), 60)
 
     def ports(self) -> dict[str, int]:
         return {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from streams.settings import StackSettings
 from streams.stack import process, toolchain
-from streams.stack.service import Progress, ServiceStatus, StackError
+from streams.stack.service import Progress, ServiceStatus, StackError, stop_recorded
 
 POM = Path(str(resources.files("streams.stack") / "maven" / "kafka.pom.xml"))
 
@@ -180,14 +180,7 @@ class KafkaService:
             admin.close()
 
     def stop(self) -> bool:
-        pid = self.pid()
-        if not self.running() or pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        if not process.terminate(pid, timeout=45):
-            raise StackError(self.name, f"pid {pid} did not stop", self.log_file)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return stop_recorded(self, self.pid(), 45, self.pid_file)
 
     def ports(self) -> dict[str, int]:
         return {

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from streams.stack import process
 from streams.stack.process import tail
 
 Progress = Callable[[str], None]
@@ -72,6 +73,27 @@ class Service(Protocol):
     def status(self) -> ServiceStatus: ...
 
     def ports(self) -> dict[str, int]: ...
+
+
+def stop_recorded(
+    service: Service,
+    pid: int | None,
+    timeout: float,
+    pid_file: Path | None = None,
+) -> bool:
+    """Stop the service's recorded process (only if it is ours); True if it was running.
+
+    ``pid_file`` is removed when given: Elasticsearch removes its own.
+    """
+    if not service.running() or pid is None:
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
+        return False
+    if not process.terminate(pid, timeout=timeout):
+        raise StackError(service.name, f"pid {pid} did not stop", service.log_file)
+    if pid_file is not None:
+        pid_file.unlink(missing_ok=True)
+    return True
 
 
 def check_ports_free(service: Service, host: str) -> None:
