@@ -49,6 +49,22 @@ def _single(name: str, index: str) -> dict[str, Any]:
     return body
 
 
+def mapped_fields(template: dict[str, Any]) -> set[str]:
+    """Every leaf field a template maps, as dotted paths (``health.patient.pseudonym``): what
+    documents, queries and dashboards may use."""
+
+    def walk(properties: dict[str, Any], prefix: str) -> set[str]:
+        found = set()
+        for name, spec in properties.items():
+            if "properties" in spec:
+                found |= walk(spec["properties"], f"{prefix}{name}.")
+            else:
+                found.add(f"{prefix}{name}")
+        return found
+
+    return walk(template["template"]["mappings"]["properties"], "")
+
+
 def templates(settings: Settings) -> dict[str, dict[str, Any]]:
     """Template name -> body. Names carry the prefix, so two deployments can share a cluster."""
     return {

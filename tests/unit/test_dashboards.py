@@ -15,7 +15,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from detectors.registry import RULE_IDS
 from streams import metrics
-from streams.history.templates import alerts_template, history_template
+from streams.history.templates import alerts_template, history_template, mapped_fields
 from streams.settings import Settings
 from tests.unit.test_monitoring_config import defined_metrics, metric_names
 
@@ -29,21 +29,9 @@ def _kibana_objects() -> list[dict[str, Any]]:
     return [json.loads(line) for line in KIBANA.read_text().splitlines() if line.strip()]
 
 
-def _fields(properties: dict[str, Any], prefix: str = "") -> set[str]:
-    found = set()
-    for name, spec in properties.items():
-        if "properties" in spec:
-            found |= _fields(spec["properties"], f"{prefix}{name}.")
-        else:
-            found.add(f"{prefix}{name}")
-    return found
-
-
 MAPPED = {
-    "guetteur-access-history": _fields(
-        history_template(Settings())["template"]["mappings"]["properties"]
-    ),
-    "guetteur-alerts": _fields(alerts_template(Settings())["template"]["mappings"]["properties"]),
+    "guetteur-access-history": mapped_fields(history_template(Settings())),
+    "guetteur-alerts": mapped_fields(alerts_template(Settings())),
 }
 
 

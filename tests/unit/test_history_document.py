@@ -10,7 +10,7 @@ from typing import Any
 from detectors.models import AccessEvent
 from streams.history.chain import START, link
 from streams.history.document import history_document, month_index
-from streams.history.templates import templates
+from streams.history.templates import mapped_fields, templates
 from streams.keys import Key
 from streams.pseudonym import Pseudonymizer, pseudonymise
 from streams.settings import Settings
@@ -41,19 +41,9 @@ def _leaf_paths(document: dict[str, Any], prefix: str = "") -> set[str]:
     return paths
 
 
-def _mapped_paths(properties: dict[str, Any], prefix: str = "") -> set[str]:
-    paths = set()
-    for key, spec in properties.items():
-        if "properties" in spec:
-            paths |= _mapped_paths(spec["properties"], f"{prefix}{key}.")
-        else:
-            paths.add(f"{prefix}{key}")
-    return paths
-
-
 def test_every_field_of_every_contract_example_is_mapped() -> None:
     history = templates(Settings())["guetteur-access-history"]
-    mapped = _mapped_paths(history["template"]["mappings"]["properties"])
+    mapped = mapped_fields(history)
     produced: set[str] = set()
     for event in _examples():
         document, _ = link(
