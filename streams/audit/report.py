@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import html
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import IO, Any
 
@@ -57,6 +57,14 @@ REPORTS = {
     "actor": ("actor", "What one person or service accessed"),
     "practice": ("practice", "Data that left a practice (exports and downloads)"),
 }
+
+
+def scoped(kind: str, filters: Filters) -> Filters:
+    """A report's own restriction on top of the asker's filters: a practice report is about
+    data that left the practice (exports and downloads)."""
+    if kind == "practice":
+        return replace(filters, action=("export", "download"))
+    return filters
 
 
 def write_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str], out: IO[str]) -> None:

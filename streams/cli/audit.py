@@ -19,6 +19,7 @@ from streams.audit.report import (
     build_report,
     history_row,
     render_html,
+    scoped,
     write_csv,
 )
 from streams.audit.search import search_history
@@ -142,6 +143,7 @@ def _report(
     raw: str | None = None,
 ) -> None:
     settings = load(Settings)
+    filters = scoped(kind, filters)
     with progress("report", enabled=fmt != "json") as say:
         say("reading the history")
         rows = build_report(sync_client(settings), settings, filters)
@@ -228,5 +230,5 @@ def practice_report(
     auditor: str | None,
 ) -> None:
     """The exports and downloads that left one practice."""
-    filters = Filters(practice=practice_id, action=("export", "download"), start=start, end=end)
+    filters = Filters(practice=practice_id, start=start, end=end)
     _report("practice", filters, fmt, out, auditor)

@@ -11,7 +11,6 @@ import asyncio
 import io
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -27,6 +26,7 @@ from streams.audit.report import (
     build_report,
     history_row,
     render_html,
+    scoped,
     write_csv,
 )
 from streams.audit.search import search_all, search_history
@@ -158,8 +158,7 @@ class Console:
         filters, raw = self._filters(request)
         if not request.query.get(needed):
             raise _error(web.HTTPBadRequest, f"{needed} is required")
-        if kind == "practice":
-            filters = replace(filters, action=("export", "download"))
+        filters = scoped(kind, filters)
         rows = await asyncio.to_thread(build_report, self.client, self.settings, filters)
         await self._record(user, f"{kind} report", filters, len(rows), raw)
         fmt = request.query.get("format", "json")
