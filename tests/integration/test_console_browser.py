@@ -96,7 +96,9 @@ def test_sign_in_run_a_patient_report_and_triage_an_alert(
     log = tmp_path / "worker.log"
     with WorkerProcess(log, env={"GUETTEUR_POLICY_FILE": str(DEMO_POLICY)}) as worker:
         _wait_for_alerts(isolated, worker, log)
+        deadline = time.monotonic() + 120
         while len(stored_history(sync_client(isolated), isolated)) < len(day.events):
+            assert worker.alive() and time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.5)
         token = tokens.create(sync_client(isolated), isolated, "claire", tokens.Role.ADMIN)
         port = free_ports(1)[0]
