@@ -8,13 +8,16 @@ code. ``AlertBook`` folds single-evidence alerts into incidents (``alerts.merge`
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, MutableMapping
+import logging
+from collections.abc import Callable, Iterable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
 from detectors.alerts import Alert, merge
 from detectors.base import Detector, DetectorState
 from detectors.models import AccessEvent
+
+log = logging.getLogger(__name__)
 
 END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 SEPARATOR = "|"
@@ -31,8 +34,10 @@ class Runner:
         self,
         detectors: dict[str, Detector[Any]],
         states: MutableMapping[str, DetectorState] | None = None,
+        on_error: Callable[[str, str, Exception], None] | None = None,
     ):
         self.detectors = detectors
+        self.on_error = on_error or _log_error
         self.states: MutableMapping[str, DetectorState] = {} if states is None else states
         self.clock: datetime | None = None
         self._wakeups: list[tuple[datetime, str]] = []
@@ -52,10 +57,17 @@ class Runner:
         return alerts + self.advance(event.timestamp)
 
     def step(self, name: str, key: str, event: AccessEvent) -> list[Alert]:
+        """One detector on one event. A detector that raises loses that event and nothing else:
+        it worked on a copy, so the stored state is exactly what it was before the call."""
         detector = self.detectors[name]
         stored = state_key(name, key)
-        state = self.states.get(stored) or detector.initial()
-        state, alerts = detector.step(state, event)
+        before = self.states.get(stored)
+        working = before.model_copy(deep=True) if before is not None else detector.initial()
+        try:
+            state, alerts = detector.step(working, event)
+        except Exception as exc:
+            self.on_error(name, event.event_id, exc)
+            return []
         self._save(stored, state)
         return alerts
 
@@ -72,10 +84,36 @@ class Runner:
             if state is None or due is None or due > now:
                 continue  # already handled, or rescheduled later
             name = stored.split(SEPARATOR, 1)[0]
-            state, expired = self.detectors[name].expire(state, now)
+            state, expired = self._expire(name, state, now)
             alerts += expired
             self._save(stored, state)
         return alerts
+
+    def _expire(
+        self, name: str, state: DetectorState, now: datetime
+    ) -> tuple[DetectorState, list[Alert]]:
+        """``expire`` on a copy; if it raises, the due decisions are taken one at a time, so
+        the one that makes it raise is dropped alone (else it would raise at every tick)."""
+        detector = self.detectors[name]
+        try:
+            return detector.expire(state.model_copy(deep=True), now)
+        except Exception:
+            log.warning("detector failed to expire a state: isolating the decision at fault")
+        due = sorted((p for p in state.pending if p.due <= now), key=lambda p: p.due)
+        kept = state.model_copy(
+            deep=True, update={"pending": [p for p in state.pending if p.due > now]}
+        )
+        alerts: list[Alert] = []
+        for pending in due:
+            trial = kept.model_copy(deep=True)
+            trial.pending.append(pending)
+            try:
+                kept, found = detector.expire(trial, now)
+            except Exception as exc:
+                self.on_error(name, pending.event.event_id, exc)
+                continue
+            alerts += found
+        return kept, alerts
 
     def finish(self) -> list[Alert]:
         """End of input: every pending decision is taken."""
@@ -94,6 +132,14 @@ class Runner:
         due = state.next_due()
         if due is not None:
             heapq.heappush(self._wakeups, (due, stored))
+
+
+def _log_error(name: str, event_id: str, exc: Exception) -> None:
+    log.error(
+        "detector failed on an event; its state is left as it was",
+        exc_info=exc,
+        extra={"detector": name, "event.id": event_id},
+    )
 
 
 class AlertBook:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import faust
@@ -20,8 +21,6 @@ from detectors.policy import load_policy
 from detectors.registry import all_detectors
 from streams import metrics
 from streams.backoff import Backoff
-from streams.dead_letters import REPLAYED_FROM, headers_for
-from streams.decode import Reason, Rejected, decode
 from streams.detection import agents as detection_agents
 from streams.detection.agents import backlog, send_ticks
 from streams.detection.routing import route
@@ -29,7 +28,8 @@ from streams.detection.watermark import SourceClock
 from streams.elastic import async_client
 from streams.history.checkpoints import Checkpointer, ensure_separate, load_checkpoint_keys
 from streams.history.writer import Accepted, ChainHeads, HistoryWriter, Refused
-from streams.pseudonym import Pseudonymizer, load_pseudonymizer, pseudonymise
+from streams.ingest import DeadLetters, refused_letters, triage
+from streams.pseudonym import load_pseudonymizer
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,39 +65,50 @@ def create_app(settings: Settings) -> faust.App:
     dlq_topic = app.topic(settings.topic_dlq, value_type=bytes, value_serializer="raw")
     detect_topic = detection_agents.install(app, settings, detectors)
 
+    dead_letters = DeadLetters(dlq_topic, settings, Backoff())
+    bounds = settings.event_time_bounds()
+
     @app.agent(events_topic, name="ingest")
     async def ingest(stream: Any) -> AsyncIterator[int]:
         """Validate each message; dead-letter the bad ones; index the good ones in bulk.
 
         ``take_events`` acks a batch only when the loop comes back for the next one, i.e. after
         the dead letters are delivered and Elasticsearch acknowledged the documents (the writer
-        retries until it does: it never raises on an Elasticsearch error).
+        retries until it does: it never raises on an Elasticsearch error). Whatever else fails
+        retries the whole batch, which is idempotent (documents and alerts are keyed): an
+        exception escaping here would have Faust commit the batch unprocessed.
         """
         client = async_client(settings)
         backoff = Backoff()
         writer = HistoryWriter(client, settings, heads, backoff)
         checkpointer = Checkpointer(client, settings, checkpoint_keys[0], backoff)
+
+        async def handle(messages: list[Any]) -> int:
+            accepted, letters = triage(messages, pseudonymizer, bounds, datetime.now(UTC))
+            await dead_letters.send(letters)
+            result = await writer.write(accepted)
+            await dead_letters.send(refused_letters(result.refused, messages))
+            await _route(accepted, result.refused, detectors, detect_topic)
+            await _advance_clock(app, settings, source_clock, messages, accepted, detect_topic)
+            metrics.HISTORY_DOCUMENTS.inc(result.written)
+            metrics.HISTORY_DUPLICATES.inc(result.duplicates)
+            log.info(
+                "batch indexed",
+                extra={
+                    "batch.size": len(messages),
+                    "batch.indexed": result.written,
+                    "batch.duplicates": result.duplicates,
+                },
+            )
+            await checkpointer.maybe_write(heads.heads, datetime.now(UTC))
+            return result.written
+
         try:
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
-                accepted = await _triage(batch, dlq_topic, pseudonymizer)
-                result = await writer.write(accepted)
-                await _dead_letter_refused(result.refused, batch, dlq_topic)
-                await _route(accepted, result.refused, detectors, detect_topic)
-                await _advance_clock(app, settings, source_clock, batch, accepted, detect_topic)
-                metrics.HISTORY_DOCUMENTS.inc(result.written)
-                metrics.HISTORY_DUPLICATES.inc(result.duplicates)
-                log.info(
-                    "batch indexed",
-                    extra={
-                        "batch.size": len(batch),
-                        "batch.indexed": result.written,
-                        "batch.duplicates": result.duplicates,
-                    },
-                )
-                await checkpointer.maybe_write(heads.heads, datetime.now(UTC))
-                yield result.written
+                messages = [event.message for event in batch]
+                yield await backoff.call("ingest batch", partial(handle, messages))
         finally:
             await checkpointer.write_last(heads.heads, datetime.now(UTC))
             await client.close()
@@ -118,76 +129,6 @@ def create_app(settings: Settings) -> faust.App:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return app
-
-
-async def _triage(
-    batch: Sequence[Any], dlq_topic: Any, pseudonymizer: Pseudonymizer
-) -> list[Accepted]:
-    """Split a batch into valid events and dead letters; wait until every letter is delivered.
-
-    Valid events are pseudonymised here, once: nothing downstream ever holds a raw patient id.
-    """
-    accepted: list[Accepted] = []
-    letters = []
-    for event in batch:
-        message = event.message
-        result = decode(message.value)
-        if isinstance(result, Rejected):
-            letters.append((message, result))
-        else:
-            metrics.EVENTS_ACCEPTED.labels(result.source).inc()
-            event = pseudonymise(result, pseudonymizer)
-            accepted.append(Accepted(message.partition, message.offset, event))
-    await _dead_letter(letters, dlq_topic)
-    return accepted
-
-
-async def _dead_letter_refused(
-    refused: list[Refused], batch: Sequence[Any], dlq_topic: Any
-) -> None:
-    """Events Elasticsearch refused for good go where an operator sees and can replay them."""
-    if not refused:
-        return
-    messages = {(e.message.partition, e.message.offset): e.message for e in batch}
-    letters = [
-        (
-            messages[(r.accepted.partition, r.accepted.offset)],
-            Rejected(Reason.HISTORY_REFUSED, f"Elasticsearch refused the document: {r.error}"),
-        )
-        for r in refused
-    ]
-    await _dead_letter(letters, dlq_topic)
-
-
-async def _dead_letter(letters: list[tuple[Any, Rejected]], dlq_topic: Any) -> None:
-    """Send each message, verbatim, with why and where from; return once all are delivered."""
-    now = datetime.now(UTC)
-    deliveries = []
-    for message, rejected in letters:
-        metrics.EVENTS_REJECTED.labels(rejected.reason.value).inc()
-        log.warning(
-            "message dead-lettered",
-            extra={
-                "dlq.reason": rejected.reason.value,
-                "dlq.detail": rejected.detail,
-                "kafka.partition": message.partition,
-                "kafka.offset": message.offset,
-            },
-        )
-        headers = headers_for(
-            rejected,
-            message.topic,
-            message.partition,
-            message.offset,
-            _timestamp_ms(message.timestamp),
-            now,
-        )
-        headers += _carried_headers(message.headers)
-        deliveries.append(
-            await dlq_topic.send(key=message.key, value=message.value, headers=headers)
-        )
-    if deliveries:
-        await asyncio.gather(*deliveries)
 
 
 async def _route(
@@ -214,25 +155,15 @@ async def _advance_clock(
     app: faust.App,
     settings: Settings,
     clock: SourceClock,
-    batch: Sequence[Any],
+    messages: Sequence[Any],
     accepted: list[Accepted],
     detect_topic: Any,
 ) -> None:
     """Only now, with the batch's events delivered to the detectors, may the clock cover them."""
     times = {(a.partition, a.offset): a.event.timestamp for a in accepted}
-    for event in batch:
-        position = (event.message.partition, event.message.offset)
+    for message in messages:
+        position = (message.partition, message.offset)
         clock.observe(*position, times.get(position))
     at = clock.watermark(await backlog(app, settings.topic_events, clock))
     if at is not None:
         await send_ticks(detect_topic, settings.topic_partitions, at)
-
-
-def _carried_headers(headers: Any) -> list[tuple[str, bytes]]:
-    """Keep a replay's mark, so a message that fails again shows it was already replayed."""
-    items = headers.items() if isinstance(headers, dict) else (headers or [])
-    return [(key, value) for key, value in items if key == REPLAYED_FROM]
-
-
-def _timestamp_ms(timestamp: float | None) -> int | None:
-    return None if timestamp is None else int(timestamp * 1000)

@@ -7,6 +7,8 @@ needs no consumer group: dead letters are never "consumed away".
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -20,8 +22,11 @@ from streams.producer import Record, publish_records
 from streams.settings import Settings
 
 PREFIX = "guetteur."
-# Header a replay carries, kept if the message is refused again (see streams.app).
+# Header a replay carries, kept if the message is refused again (see streams.ingest).
 REPLAYED_FROM = PREFIX + "replayed_from"
+# Set to REFERENCE on a letter whose value stands for a message too large to copy whole.
+PAYLOAD = PREFIX + "payload"
+REFERENCE = b"reference"
 
 
 def headers_for(
@@ -61,6 +66,14 @@ class DeadLetter:
     def reason(self) -> str:
         return self.headers.get("reason", "unknown")
 
+    @property
+    def source_reference(self) -> dict[str, Any] | None:
+        """Where the original is, for a letter that stands for a message too large to copy."""
+        if self.headers.get(PAYLOAD.removeprefix(PREFIX)) != REFERENCE.decode():
+            return None
+        found: dict[str, Any] = json.loads(self.value)["dead_letter_reference"]
+        return found
+
     def row(self) -> dict[str, Any]:
         """What ``dlq list`` shows: where it was, why, when; never the payload itself."""
         h = self.headers
@@ -71,7 +84,7 @@ class DeadLetter:
             "detail": h.get("detail"),
             "source_topic": h.get("source_topic"),
             "source_position": f"{h.get('source_partition')}:{h.get('source_offset')}",
-            "bytes": len(self.value),
+            "bytes": (self.source_reference or {}).get("bytes", len(self.value)),
             "replayed_from": h.get("replayed_from"),
         }
 
@@ -127,10 +140,51 @@ def read_all(settings: Settings, timeout: float = 30.0) -> Iterator[DeadLetter]:
 
 def replay(
     settings: Settings, letters: Iterable[DeadLetter], on_sent: Callable[[int], None] | None = None
-) -> int:
-    """Re-submit the original bytes to the events topic, marked with where they came from."""
-    records = (
-        Record(letter.value, letter.key, [(REPLAYED_FROM, f"dlq:{letter.position}".encode())])
-        for letter in letters
+) -> tuple[int, list[DeadLetter]]:
+    """Re-submit the original bytes to the events topic, marked with where they came from.
+
+    A letter that is only a reference is replayed from the source topic, if it still holds the
+    message (and its SHA-256 matches). Returns how many were sent, and the letters that could not
+    be, because their original is gone.
+    """
+    gone: list[DeadLetter] = []
+
+    def records() -> Iterator[Record]:
+        for letter in letters:
+            value = original(settings, letter)
+            if value is None:
+                gone.append(letter)
+                continue
+            yield Record(value, letter.key, [(REPLAYED_FROM, f"dlq:{letter.position}".encode())])
+
+    sent = publish_records(settings, settings.topic_events, records(), on_sent)
+    return sent, gone
+
+
+def original(settings: Settings, letter: DeadLetter, timeout: float = 10.0) -> bytes | None:
+    """The bytes the producer sent: the letter's own, or read back from the source topic."""
+    source = letter.source_reference
+    if source is None:
+        return letter.value
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_servers(),
+        enable_auto_commit=False,
+        client_id="guetteur-dlq-source",
+        max_partition_fetch_bytes=max(1_048_576, int(source["bytes"]) + 65_536),
     )
-    return publish_records(settings, settings.topic_events, records, on_sent)
+    try:
+        tp = TopicPartition(str(source["topic"]), int(source["partition"]))
+        consumer.assign([tp])
+        consumer.seek(tp, int(source["offset"]))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    if record.offset != int(source["offset"]):
+                        return None  # compacted or expired: the source no longer holds it
+                    value = record.value or b""
+                    digest = hashlib.sha256(value).hexdigest()
+                    return value if digest == source["sha256"] else None
+        return None
+    finally:
+        consumer.close()

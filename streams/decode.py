@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import ValidationError
@@ -26,6 +27,9 @@ class Reason(StrEnum):
     CONTRACT_VIOLATION = "contract_violation"
     # Valid, but Elasticsearch refused the document for good (see streams.history.writer).
     HISTORY_REFUSED = "history_refused"
+    # Valid, but a later step (pseudonymisation, document building) failed on it: a bug of
+    # ours, kept with the exception's type so it can be fixed and the message replayed.
+    UNPROCESSABLE = "unprocessable"
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,65 @@ class Rejected:
     detail: str
 
 
-def decode(raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES) -> AccessEvent | Rejected:
+@dataclass(frozen=True)
+class EventTimeBounds:
+    """When an access can plausibly have happened.
+
+    The contract accepts any RFC 3339 time, but a year-1 or year-9999 timestamp is a producer
+    bug, and one that overflows when converted to UTC crashes whatever computes with it. Events
+    stamped far in the future would drag the event-time clock ahead of every other source.
+    """
+
+    earliest_year: int = 2000
+    latest_year: int = 2100
+    max_future: timedelta = timedelta(hours=1)
+
+    def violation(self, event: AccessEvent, now: datetime | None) -> str | None:
+        """What is wrong with the event's times, naming the field and the bound, not the value."""
+        at = _in_utc(event.timestamp)
+        if at is None or not self.earliest_year <= at.year <= self.latest_year:
+            return (
+                f"timestamp: must be between the years {self.earliest_year} and "
+                f"{self.latest_year} (UTC)"
+            )
+        if now is not None and at > now + self.max_future:
+            seconds = self.max_future.total_seconds()
+            return f"timestamp: more than {seconds:g} s in the future of the worker's clock"
+        expires = event.consent.expires_at if event.consent else None
+        if expires is not None and _in_utc(expires) is None:
+            return "consent.expires_at: out of the representable range once converted to UTC"
+        return None
+
+
+DEFAULT_BOUNDS = EventTimeBounds()
+
+
+def _in_utc(moment: datetime) -> datetime | None:
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def decode(
+    raw: bytes | None,
+    max_bytes: int = MAX_EVENT_BYTES,
+    bounds: EventTimeBounds = DEFAULT_BOUNDS,
+    now: datetime | None = None,
+) -> AccessEvent | Rejected:
+    """The event, or why not; never raises, whatever the bytes (see tests/unit/test_hostile_input).
+
+    ``now`` is the wall clock the future bound is measured from; None (offline) skips that bound.
+    """
+    try:
+        return _decode(raw, max_bytes, bounds, now)
+    except Exception as exc:  # a parser limit we did not foresee: still a verdict, not a crash
+        return Rejected(Reason.NOT_JSON, f"could not be parsed ({type(exc).__name__})")
+
+
+def _decode(
+    raw: bytes | None, max_bytes: int, bounds: EventTimeBounds, now: datetime | None
+) -> AccessEvent | Rejected:
     if raw is None:
         return Rejected(Reason.NOT_JSON, "empty message (no value)")
     if len(raw) > max_bytes:
@@ -47,6 +109,10 @@ def decode(raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES) -> AccessEvent |
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         return Rejected(Reason.NOT_JSON, f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+    except RecursionError:
+        return Rejected(Reason.NOT_JSON, "nested too deeply to parse")
+    except ValueError as exc:  # e.g. an integer beyond the interpreter's digit limit
+        return Rejected(Reason.NOT_JSON, str(exc).split(":", 1)[0])
     if not isinstance(value, dict):
         return Rejected(Reason.NOT_AN_OBJECT, f"a JSON {type(value).__name__}, not an object")
     nulls = _null_fields(value)
@@ -56,9 +122,13 @@ def decode(raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES) -> AccessEvent |
             "; ".join(f"{field}: null is not allowed (omit the field instead)" for field in nulls),
         )
     try:
-        return AccessEvent.model_validate_json(text)
+        event = AccessEvent.model_validate_json(text)
     except ValidationError as exc:
         return Rejected(Reason.CONTRACT_VIOLATION, describe(exc))
+    problem = bounds.violation(event, now)
+    if problem is not None:
+        return Rejected(Reason.CONTRACT_VIOLATION, problem)
+    return event
 
 
 def _null_fields(event: dict[str, object]) -> list[str]:

@@ -87,3 +87,9 @@ DETECTOR_ERRORS = Counter(
     "Events a detector failed on (a bug: the event is skipped for that detector), by detector.",
     ["detector"],
 )
+INTERNAL_UNDECODABLE = Counter(
+    "guetteur_internal_undecodable_total",
+    "Messages on an internal topic that could not be decoded (skipped; a bug or a stranger "
+    "writing there), by topic.",
+    ["topic"],
+)

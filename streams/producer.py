@@ -16,7 +16,7 @@ def practice_key(payload: bytes) -> bytes | None:
     """Partition by practice so one practice's events keep their order; None when unreadable."""
     try:
         value = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # hostile input is published as-is, unkeyed
         return None
     practice = value.get("practice_id") if isinstance(value, dict) else None
     return practice.encode() if isinstance(practice, str) else None

@@ -8,11 +8,14 @@ in the policy file (see ``detectors``).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.decode import EventTimeBounds
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,6 +95,24 @@ class Settings(BaseSettings):
         le=365,
         description="How long dead letters (raw bytes, raw patient ids included) are kept.",
     )
+    dlq_max_message_bytes: int = Field(
+        default=512 * 1024,
+        ge=4096,
+        le=900_000,
+        description="A refused message larger than this is dead-lettered as a reference (source "
+        "position, size, SHA-256, prefix), since the broker would refuse it whole.",
+    )
+    event_time_earliest_year: int = Field(
+        default=2000, ge=1971, le=9998, description="Events stamped before this year are refused."
+    )
+    event_time_latest_year: int = Field(
+        default=2100, ge=1971, le=9998, description="Events stamped after this year are refused."
+    )
+    event_max_future_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="Events stamped further than this ahead of the worker's clock are refused.",
+    )
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication: int = Field(default=1, ge=1, le=16)
     index_prefix: str = Field(default="guetteur", pattern=r"^[a-z0-9][a-z0-9._-]*$")
@@ -157,6 +178,21 @@ class Settings(BaseSettings):
         description="Synthetic data only: allows a generated pseudonymisation key.",
     )
     log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
+
+    @model_validator(mode="after")
+    def _years_in_order(self) -> Settings:
+        if self.event_time_earliest_year > self.event_time_latest_year:
+            raise ValueError(
+                "GUETTEUR_EVENT_TIME_EARLIEST_YEAR is after GUETTEUR_EVENT_TIME_LATEST_YEAR"
+            )
+        return self
+
+    def event_time_bounds(self) -> EventTimeBounds:
+        return EventTimeBounds(
+            self.event_time_earliest_year,
+            self.event_time_latest_year,
+            timedelta(seconds=self.event_max_future_seconds),
+        )
 
     def kafka_servers(self, stack: StackSettings | None = None) -> str:
         return self.kafka_bootstrap or (stack or StackSettings()).kafka_bootstrap

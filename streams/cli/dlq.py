@@ -57,7 +57,16 @@ def replay(reasons: tuple[str, ...], positions: tuple[str, ...], as_json: bool) 
     settings = load(Settings)
     letters = _select(settings, reasons, positions)
     with progress("dlq replay") as report:
-        sent = dead_letters.replay(
+        sent, gone = dead_letters.replay(
             settings, letters, lambda n: report(f"{n}/{len(letters)} re-submitted")
         )
-    emit_record({"replayed": sent, "to_topic": settings.topic_events}, as_json=as_json)
+    emit_record(
+        {"replayed": sent, "unavailable": len(gone), "to_topic": settings.topic_events},
+        as_json=as_json,
+    )
+    if gone:
+        where = ", ".join(letter.position for letter in gone)
+        raise click.ClickException(
+            f"{len(gone)} letter(s) only reference a message too large to keep whole, and the "
+            f"source topic no longer holds it ({where}); ask its producer to send it again"
+        )

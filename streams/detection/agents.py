@@ -12,9 +12,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import faust
@@ -25,7 +25,6 @@ from detectors.runner import SEPARATOR, Runner
 from streams import metrics
 from streams.backoff import Backoff
 from streams.detection import routing
-from streams.detection.routing import Routed
 from streams.detection.sink import AlertSink
 from streams.detection.states import TableStates
 from streams.detection.watermark import DetectClock, SourceClock
@@ -74,16 +73,16 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
             if runner is None or states is None or rebalanced["detect"]:
                 states = TableStates(states_table, detectors)
                 reached = runner.clock if runner is not None else None
-                runner = Runner(detectors, states)
+                runner = Runner(detectors, states, on_error=_detector_failed)
                 runner.clock = reached
                 rebalanced["detect"] = False
             alerts: list[Alert] = []
             for event in batch:
-                item = routing.decode(event.message.value)
+                item = _decoded(routing.decode, event.message)
                 if isinstance(item, datetime):
                     clock.tick(event.message.partition, item)
-                else:
-                    alerts += _step(runner, item)
+                elif item is not None:
+                    alerts += runner.step(item.detector, item.key, item.event)
             now = clock.now(_assigned(app, settings.detect_topic))
             if now is not None:
                 alerts += runner.advance(now)
@@ -130,8 +129,8 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
-                alerts = [Alert.model_validate_json(event.message.value) for event in batch]
-                yield await pager.page(alerts)
+                alerts = [_decoded(_alert, event.message) for event in batch]
+                yield await pager.page([alert for alert in alerts if alert is not None])
 
     return detect_topic
 
@@ -186,17 +185,40 @@ async def send_ticks(detect_topic: Any, partitions: int, at: datetime) -> None:
     )
 
 
-def _step(runner: Runner, routed: Routed) -> list[Alert]:
-    """One detector on one event; a detector bug costs that finding, never the worker."""
+def _detector_failed(name: str, event_id: str, exc: Exception) -> None:
+    """A detector bug costs that detector that event (its state is left as it was)."""
+    metrics.DETECTOR_ERRORS.labels(name).inc()
+    log.error(
+        "detector failed on an event; its state is left as it was",
+        exc_info=exc,
+        extra={"detector": name, "event.id": event_id},
+    )
+
+
+T = TypeVar("T")
+
+
+def _decoded(parse: Callable[[bytes], T], message: Any) -> T | None:
+    """An internal message parsed, or None (counted, logged) if it cannot be: only our own
+    workers write these topics, so this is a bug or a stranger, and must not stop the agent."""
     try:
-        return runner.step(routed.detector, routed.key, routed.event)
-    except Exception:
-        metrics.DETECTOR_ERRORS.labels(routed.detector).inc()
-        log.exception(
-            "detector failed on an event",
-            extra={"detector": routed.detector, "event.id": routed.event.event_id},
+        return parse(message.value)
+    except Exception as exc:
+        metrics.INTERNAL_UNDECODABLE.labels(message.topic).inc()
+        log.error(
+            "internal message could not be decoded; skipped",
+            extra={
+                "kafka.topic": message.topic,
+                "kafka.partition": message.partition,
+                "kafka.offset": message.offset,
+                "error": f"{type(exc).__name__}: {str(exc)[:200]}",
+            },
         )
-        return []
+        return None
+
+
+def _alert(raw: bytes) -> Alert:
+    return Alert.model_validate_json(raw)
 
 
 def _merge_batch(table: Any, batch: Any) -> tuple[dict[str, Alert], set[str]]:
@@ -205,7 +227,9 @@ def _merge_batch(table: Any, batch: Any) -> tuple[dict[str, Alert], set[str]]:
     changed: dict[str, Alert] = {}
     new: set[str] = set()
     for event in batch:
-        part = Alert.model_validate_json(event.message.value)
+        part = _decoded(_alert, event.message)
+        if part is None:
+            continue
         current = changed.get(part.alert_id)
         if current is None:
             stored = table.get(part.alert_id)

@@ -8,6 +8,7 @@ with the same JSON-serialised key).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 from detectors.base import Detector
 from detectors.models import AccessEvent
 from detectors.runner import state_key
+from streams import metrics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,15 @@ def route(detectors: dict[str, Detector[Any]], event: AccessEvent) -> list[Route
     """One message per detector that wants the event, keyed by that detector's key."""
     routed = []
     for name, detector in detectors.items():
-        key = detector.key(event)
+        try:
+            key = detector.key(event)
+        except Exception:  # a detector bug costs that detector this event, nothing more
+            metrics.DETECTOR_ERRORS.labels(name).inc()
+            log.exception(
+                "detector failed to key an event",
+                extra={"detector": name, "event.id": event.event_id},
+            )
+            continue
         if key is not None:
             routed.append(Routed(name, key, event))
     return routed

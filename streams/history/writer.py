@@ -28,6 +28,7 @@ from elasticsearch import AsyncElasticsearch, NotFoundError
 from detectors.models import AccessEvent
 from streams import metrics
 from streams.backoff import Backoff
+from streams.decode import Reason, Rejected
 from streams.history.chain import START, Link, chain_fields, link
 from streams.history.document import history_document, month_index
 from streams.settings import Settings
@@ -54,8 +55,17 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Refused:
+    """An accepted event that cannot be stored: it goes to the dead-letter topic."""
+
     accepted: Accepted
     error: str
+    reason: Reason = Reason.HISTORY_REFUSED
+
+    @property
+    def rejected(self) -> Rejected:
+        if self.reason is Reason.HISTORY_REFUSED:
+            return Rejected(self.reason, f"Elasticsearch refused the document: {self.error}")
+        return Rejected(self.reason, self.error)
 
 
 @dataclass
@@ -104,11 +114,22 @@ class HistoryWriter:
 
     async def write(self, batch: Sequence[Accepted]) -> WriteResult:
         result = WriteResult()
-        fresh = await self._not_yet_stored(batch)
-        result.duplicates = len(batch) - len(fresh)
-        await self._load_heads({a.partition for a in fresh})
         ingested = self.clock()
-        documents = {a.event_id: history_document(a.event, ingested) for a in fresh}
+        documents: dict[str, dict[str, Any]] = {}
+        buildable = []
+        for accepted in batch:
+            try:
+                documents[accepted.event_id] = history_document(accepted.event, ingested)
+                month_index(self.settings, accepted.event)
+            except Exception as exc:  # one event we cannot store must not cost the batch
+                log.exception("history document failed", extra={"event.id": accepted.event_id})
+                error = f"history document could not be built ({type(exc).__name__})"
+                result.refused.append(Refused(accepted, error, Reason.UNPROCESSABLE))
+            else:
+                buildable.append(accepted)
+        fresh = await self._not_yet_stored(buildable)
+        result.duplicates = len(buildable) - len(fresh)
+        await self._load_heads({a.partition for a in fresh})
         operation = "create"
         while fresh:
             pending, heads = self._chain(fresh, documents)

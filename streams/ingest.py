@@ -1,0 +1,165 @@
+"""The ingest stage: raw messages in; valid, pseudonymised events out; every refusal dead-lettered.
+
+Nothing here raises because of one message. An exception that escapes an agent while a batch is
+in flight makes Faust restart the agent with that batch's offsets committed: every valid event
+of the batch would be lost with the bad one. So each message gets a verdict of its own
+(``admit``), and each refusal a dead letter that is delivered before the batch is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+
+from detectors.models import AccessEvent
+from streams import metrics
+from streams.backoff import Backoff
+from streams.dead_letters import PAYLOAD, REFERENCE, REPLAYED_FROM, headers_for
+from streams.decode import EventTimeBounds, Reason, Rejected, decode
+from streams.history.writer import Accepted, Refused
+from streams.pseudonym import Pseudonymizer, pseudonymise
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How much of a message too large to forward whole is kept in its reference, to recognise it.
+PREFIX_BYTES = 256
+
+
+@dataclass(frozen=True)
+class Letter:
+    """A refused message (as read from Kafka) and why."""
+
+    message: Any
+    rejected: Rejected
+
+
+def admit(
+    raw: bytes | None, pseudonymizer: Pseudonymizer, bounds: EventTimeBounds, now: datetime
+) -> AccessEvent | Rejected:
+    """The event as everything downstream sees it (patient id pseudonymised), or why not."""
+    result = decode(raw, bounds=bounds, now=now)
+    if isinstance(result, Rejected):
+        return result
+    try:
+        return pseudonymise(result, pseudonymizer)
+    except Exception as exc:  # a bug of ours: the message is kept for a replay once fixed
+        log.exception("pseudonymisation failed", extra={"event.id": result.event_id})
+        return Rejected(Reason.UNPROCESSABLE, f"pseudonymisation failed ({type(exc).__name__})")
+
+
+def triage(
+    messages: Iterable[Any], pseudonymizer: Pseudonymizer, bounds: EventTimeBounds, now: datetime
+) -> tuple[list[Accepted], list[Letter]]:
+    """Split messages into accepted events (with their source position) and dead letters."""
+    accepted: list[Accepted] = []
+    letters: list[Letter] = []
+    for message in messages:
+        result = admit(message.value, pseudonymizer, bounds, now)
+        if isinstance(result, Rejected):
+            letters.append(Letter(message, result))
+        else:
+            metrics.EVENTS_ACCEPTED.labels(result.source).inc()
+            accepted.append(Accepted(message.partition, message.offset, result))
+    return accepted, letters
+
+
+def refused_letters(refused: Sequence[Refused], messages: Iterable[Any]) -> list[Letter]:
+    """Events refused after triage (by Elasticsearch, or a document we failed to build)."""
+    by_position = {(m.partition, m.offset): m for m in messages}
+    return [
+        Letter(by_position[(r.accepted.partition, r.accepted.offset)], r.rejected) for r in refused
+    ]
+
+
+class DeadLetters:
+    """Delivers letters to the dead-letter topic, retrying until the broker has each one.
+
+    A message the broker would refuse whole (too large with our headers added) goes as a
+    reference instead: its source position, size, SHA-256 and a short prefix, so it can still be
+    found, and replayed from the source topic while the source keeps it.
+    """
+
+    def __init__(self, topic: Any, settings: Settings, backoff: Backoff):
+        self.topic = topic
+        self.max_bytes = settings.dlq_max_message_bytes
+        self.backoff = backoff
+
+    async def send(self, letters: Sequence[Letter]) -> None:
+        if letters:
+            now = datetime.now(UTC)
+            await asyncio.gather(*(self._deliver(letter, now) for letter in letters))
+
+    async def _deliver(self, letter: Letter, now: datetime) -> None:
+        message, rejected = letter.message, letter.rejected
+        metrics.EVENTS_REJECTED.labels(rejected.reason.value).inc()
+        log.warning(
+            "message dead-lettered",
+            extra={
+                "dlq.reason": rejected.reason.value,
+                "dlq.detail": rejected.detail,
+                "kafka.topic": message.topic,
+                "kafka.partition": message.partition,
+                "kafka.offset": message.offset,
+            },
+        )
+        headers = headers_for(
+            rejected,
+            message.topic,
+            message.partition,
+            message.offset,
+            _timestamp_ms(message.timestamp),
+            now,
+        )
+        headers += _carried_headers(message.headers)
+        value: bytes = message.value or b""
+        whole = len(value) + sum(len(k) + len(v) for k, v in headers) <= self.max_bytes
+        forms = [(value, headers)] if whole else []
+        forms.append((reference(message), [*headers, (PAYLOAD, REFERENCE)]))
+
+        async def deliver() -> None:
+            body, extra = forms[0]
+            try:
+                await (await self.topic.send(key=message.key, value=body, headers=extra))
+            except (MessageSizeTooLargeError, RecordTooLargeError):
+                if len(forms) == 1:
+                    raise
+                forms.pop(0)  # the broker's limit is lower than ours: send the reference
+                raise
+
+        await self.backoff.call("dead letter", deliver)
+
+
+def reference(message: Any) -> bytes:
+    """What stands in the dead-letter topic for a message too large to copy there."""
+    value: bytes = message.value or b""
+    return json.dumps(
+        {
+            "dead_letter_reference": {
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "bytes": len(value),
+                "sha256": hashlib.sha256(value).hexdigest(),
+                "prefix": value[:PREFIX_BYTES].decode("utf-8", errors="replace"),
+            }
+        }
+    ).encode()
+
+
+def _carried_headers(headers: Any) -> list[tuple[str, bytes]]:
+    """Keep a replay's mark, so a message that fails again shows it was already replayed."""
+    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    return [(key, value) for key, value in items if key == REPLAYED_FROM]
+
+
+def _timestamp_ms(timestamp: float | None) -> int | None:
+    return None if timestamp is None else int(timestamp * 1000)

@@ -1,0 +1,120 @@
+"""A detector that raises loses that event for that detector, and nothing else.
+
+Before: a detector that changed its state in place and then raised left the half-changed state
+behind, and one event dated year 1 made ``export.unusual_volume`` raise on every expiry pass,
+so the detect agent crash-looped and detection stopped for good (issue 11).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import Field
+
+from detectors.alerts import Alert
+from detectors.base import BaseDetector, DetectorState
+from detectors.models import AccessEvent
+from detectors.policy import Policy
+from detectors.registry import all_detectors
+from detectors.runner import Runner, state_key
+from tests.unit.detectors.helpers import DOCTOR, at, ev
+
+POISON = "poison"
+
+
+class CountingState(DetectorState):
+    seen: list[str] = Field(default_factory=list)
+
+
+class Fragile(BaseDetector):
+    """Counts events per actor; raises half-way through on an event whose id says poison,
+    both when stepping it and when its decision comes due."""
+
+    rule_id = "test.fragile"
+
+    def key(self, event: AccessEvent) -> str | None:
+        return f"actor:{event.actor.id}"
+
+    def initial(self) -> CountingState:
+        return CountingState()
+
+    def step(self, state: CountingState, event: AccessEvent) -> tuple[CountingState, list[Alert]]:
+        state.seen.append(event.event_id)
+        if event.event_id.startswith(POISON + "-step"):
+            raise ValueError("boom in step, after changing the state")
+        self.wait(state, event, timedelta(0))
+        return state, []
+
+    def expire(self, state: CountingState, now: datetime) -> tuple[CountingState, list[Alert]]:
+        findings = []
+        for event in self.due(state, now):
+            state.seen.append(f"decided:{event.event_id}")
+            if event.event_id.startswith(POISON + "-expire"):
+                raise OverflowError("boom in expire")
+            findings.append(self.finding(event, f"actor:{event.actor.id}", "decided"))
+        return state, self.report(findings)
+
+
+def _runner() -> tuple[Runner, list[tuple[str, str]]]:
+    errors: list[tuple[str, str]] = []
+    detectors: dict[str, Any] = {"fragile": Fragile(Policy())}
+    runner = Runner(detectors, on_error=lambda name, event_id, exc: errors.append((name, event_id)))
+    return runner, errors
+
+
+def _view(event_id: str, seconds: float) -> AccessEvent:
+    return ev("view", DOCTOR, at(seconds), event_id=event_id)
+
+
+def test_a_raising_step_leaves_the_state_exactly_as_it_was() -> None:
+    runner, errors = _runner()
+    runner.step("fragile", "actor:dr-martin", _view("ok-1", 0))
+    stored = state_key("fragile", "actor:dr-martin")
+    before = runner.states[stored].model_dump()
+
+    assert runner.step("fragile", "actor:dr-martin", _view(POISON + "-step", 1)) == []
+    assert runner.states[stored].model_dump() == before
+    assert errors == [("fragile", POISON + "-step")]
+
+    runner.step("fragile", "actor:dr-martin", _view("ok-2", 2))
+    after = runner.states[stored]
+    # The next events are detected.
+    assert isinstance(after, CountingState) and after.seen == ["ok-1", "ok-2"]
+
+
+def test_a_decision_that_raises_is_dropped_alone_and_the_others_are_taken() -> None:
+    runner, errors = _runner()
+    for event_id, seconds in [("ok-1", 0), (POISON + "-expire", 1), ("ok-2", 2)]:
+        runner.step("fragile", "actor:dr-martin", _view(event_id, seconds))
+    alerts = runner.advance(_view("clock", 3600).timestamp)
+    assert errors == [("fragile", POISON + "-expire")]
+    assert sorted(e for a in alerts for e in a.event_ids) == ["ok-1", "ok-2"]
+    # Nothing left to decide: the poisoned decision does not come back at every tick.
+    assert runner.advance(_view("clock", 7200).timestamp) == []
+    assert errors == [("fragile", POISON + "-expire")]
+
+
+def test_real_detectors_survive_a_year_one_event_and_keep_detecting() -> None:
+    """Ingest refuses such timestamps now; the detectors must not depend on it."""
+    detectors = all_detectors(Policy())
+    errors: list[str] = []
+    runner = Runner(detectors, on_error=lambda name, event_id, exc: errors.append(name))
+    ancient = AccessEvent.model_validate(
+        {
+            "event_id": "year-1",
+            "timestamp": "0001-01-01T00:00:00+14:00",
+            "source": "export_service",
+            "action": "export",
+            "actor": {"id": "svc-x", "role": "service"},
+            "record_count": 10,
+            "destination": "usb",
+        },
+        strict=False,
+    )
+    for name, key in runner.routes(ancient):
+        runner.step(name, key, ancient)
+    big = ev("export", DOCTOR, at(10), record_count=5000, destination="usb", event_id="big")
+    alerts = runner.feed(big) + runner.finish()
+    assert "export.unusual_volume" in {a.rule_id for a in alerts}
+    assert "export.unapproved_destination" in {a.rule_id for a in alerts}
