@@ -27,6 +27,9 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Refused incidents kept in memory for ``Pager.retry_held``, at most.
+HELD_MAX = 1000
+
 
 def kibana_link(settings: Settings, alert_id: str) -> str:
     """The incident in Kibana's Discover, on the alerts data view shipped in dashboards/."""
@@ -38,28 +41,49 @@ def kibana_link(settings: Settings, alert_id: str) -> str:
 
 
 def alertmanager_alert(alert: Alert, settings: Settings, now: datetime) -> dict[str, Any]:
+    """One incident as Alertmanager sees it.
+
+    Alertmanager tells alerts apart by their labels, so the labels hold only what never changes
+    for an incident (what its id is made of: rule and group; its rule's severity): an update
+    whose earliest evidence moved (another practice, another actor) stays the same alert.
+    ``startsAt`` is never after ``endsAt`` (Alertmanager refuses that), even for an incident
+    stamped in the future by a producer's clock.
+    """
     labels = {
         "alertname": alert.rule_id,
         "rule_id": alert.rule_id,
         "severity": alert.severity.value,
         "alert_id": alert.alert_id,
-        "practice_id": alert.practice_id or "",
-        "actor_id": alert.actor_id or "",
+        "incident_group": alert.group,
         "source": "guetteur",
         "guetteur_app": settings.app_id,  # which deployment paged
     }
     link = kibana_link(settings, alert.alert_id)
+    ends = now + timedelta(seconds=settings.page_resolve_seconds)
+    annotations = {
+        "summary": alert.summary,
+        "events": str(alert.event_count),
+        "kibana": link,
+        "practice_id": alert.practice_id or "",
+        "actor_id": alert.actor_id or "",
+        "first_seen": alert.timestamp.astimezone(UTC).isoformat(),
+    }
     return {
         "labels": {k: v for k, v in labels.items() if v},  # Alertmanager drops empty labels
-        "annotations": {
-            "summary": alert.summary,
-            "events": str(alert.event_count),
-            "kibana": link,
-        },
-        "startsAt": alert.timestamp.astimezone(UTC).isoformat(),
-        "endsAt": (now + timedelta(seconds=settings.page_resolve_seconds)).isoformat(),
+        "annotations": {k: v for k, v in annotations.items() if v},
+        "startsAt": min(alert.timestamp.astimezone(UTC), now).isoformat(),
+        "endsAt": ends.isoformat(),
         "generatorURL": link,
     }
+
+
+def _permanent(status: int) -> bool:
+    """A 4xx that no retry can fix (the request itself is wrong); 408 and 429 are waits."""
+    return 400 <= status < 500 and status not in (408, 429)
+
+
+class RefusedError(Exception):
+    """The receiver refused the request for good."""
 
 
 class Pager:
@@ -67,6 +91,7 @@ class Pager:
         self.settings = settings
         self.session = session
         self.backoff = backoff
+        self.held: dict[str, Alert] = {}
 
     def wanted(self, alerts: Sequence[Alert]) -> list[Alert]:
         """The latest version of each incident whose severity pages."""
@@ -77,29 +102,81 @@ class Pager:
         return list(latest.values())
 
     async def page(self, alerts: Sequence[Alert]) -> int:
+        """Page the wanted incidents; return how many were delivered.
+
+        A receiver that answers a permanent 4xx is not retried: that would hold every later
+        page behind one it will never take. The incidents it refused are counted, logged and
+        held (``held``) for ``retry_held``, e.g. after the receiver's configuration is fixed.
+        """
         wanted = self.wanted(alerts)
         if not wanted:
             return 0
-        now = datetime.now(UTC)
-        body = [alertmanager_alert(alert, self.settings, now) for alert in wanted]
-        url = f"{self.settings.alertmanager().rstrip('/')}/api/v2/alerts"
-        await self._deliver("alertmanager", url, body)
+        delivered = await self._page_alertmanager(wanted)
         if self.settings.page_webhook_url:
-            payload = [alert.model_dump(mode="json") for alert in wanted]
+            await self._page_webhook(wanted)
+        return delivered
+
+    async def retry_held(self) -> int:
+        held, self.held = list(self.held.values()), {}
+        return await self.page(held) if held else 0
+
+    async def _page_alertmanager(self, wanted: list[Alert]) -> int:
+        now = datetime.now(UTC)
+        url = f"{self.settings.alertmanager().rstrip('/')}/api/v2/alerts"
+        body = [alertmanager_alert(alert, self.settings, now) for alert in wanted]
+        try:
+            await self._deliver("alertmanager", url, body)
+            return len(wanted)
+        except RefusedError:
+            pass
+        # Alertmanager refuses a whole request for one bad alert: find it, send the others.
+        delivered = 0
+        for alert, one in zip(wanted, body, strict=True):
+            try:
+                await self._deliver("alertmanager", url, [one])
+                delivered += 1
+            except RefusedError as refusal:
+                self._hold("alertmanager", alert, refusal)
+        return delivered
+
+    async def _page_webhook(self, wanted: list[Alert]) -> None:
+        assert self.settings.page_webhook_url is not None
+        payload = [alert.model_dump(mode="json") for alert in wanted]
+        try:
             await self._deliver("webhook", self.settings.page_webhook_url, payload)
-        return len(wanted)
+        except RefusedError as refusal:
+            for alert in wanted:
+                self._hold("webhook", alert, refusal)
+
+    def _hold(self, receiver: str, alert: Alert, refusal: RefusedError) -> None:
+        metrics.PAGES.labels(receiver, "refused").inc()
+        log.error(
+            "page refused for good; not retried, held for a retry after the receiver is fixed",
+            extra={"page.receiver": receiver, "alert.id": alert.alert_id, "error": str(refusal)},
+        )
+        self.held[alert.alert_id] = alert
+        while len(self.held) > HELD_MAX:  # the oldest go first; they stay in the alerts index
+            del self.held[next(iter(self.held))]
 
     async def _deliver(self, receiver: str, url: str, body: Any) -> None:
-        async def post() -> None:
+        """Deliver, retrying outages with back-off; raise ``RefusedError`` on a permanent 4xx."""
+
+        async def post() -> RefusedError | None:
             try:
                 async with self.session.post(url, json=body) as response:
-                    if response.status >= 300:
-                        text = (await response.text())[:300]
-                        raise RuntimeError(f"{receiver} answered {response.status}: {text}")
+                    if response.status < 300:
+                        return None
+                    text = (await response.text())[:300]
+                    problem = f"{receiver} answered {response.status}: {text}"
+                    if _permanent(response.status):
+                        return RefusedError(problem)
+                    raise RuntimeError(problem)
             except Exception:
                 metrics.PAGES.labels(receiver, "retried").inc()
                 raise
 
-        await self.backoff.call(f"page {receiver}", post)
+        refusal = await self.backoff.call(f"page {receiver}", post)
+        if refusal is not None:
+            raise refusal
         metrics.PAGES.labels(receiver, "delivered").inc(len(body))
         log.info("paged", extra={"page.receiver": receiver, "page.alerts": len(body)})

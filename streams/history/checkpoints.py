@@ -175,7 +175,7 @@ class Checkpointer:
         await self.write(heads, now)
         return True
 
-    async def write_last(self, heads: dict[int, Link], now: datetime, timeout: float = 10) -> None:
+    async def write_last(self, heads: dict[int, Link], now: datetime, timeout: float = 5) -> None:
         """On the way out: one bounded try (a stop must not hang on a dead Elasticsearch)."""
         if not heads or heads == self.last_heads:
             return

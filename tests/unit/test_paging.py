@@ -38,14 +38,35 @@ def test_a_page_is_labelled_by_incident_and_resolves_after_the_quiet_period() ->
         "rule_id": "support.no_consent",
         "severity": "high",
         "alert_id": "a1",
-        "actor_id": "sup-ma-042",
+        "incident_group": "session:p/s",
         "source": "guetteur",
         "guetteur_app": "prod",
-    }  # no empty practice_id label: Alertmanager would drop it anyway
+    }
+    assert page["annotations"]["actor_id"] == "sup-ma-042"
+    assert "practice_id" not in page["annotations"]  # no empty annotation
     assert page["endsAt"] == "2026-11-23T12:10:00+00:00"
     assert page["startsAt"] == "2026-11-16T09:00:00+00:00"
     assert page["annotations"]["events"] == "2"
     assert "a1" in page["generatorURL"]
+
+
+def test_an_incident_keeps_its_labels_whatever_its_updates_change() -> None:
+    """Alertmanager tells alerts apart by labels: a changed label would be a second page."""
+    settings = Settings()
+    first = alertmanager_alert(_alert(practice_id="prac-1", actor_id="a"), settings, NOW)
+    later = alertmanager_alert(
+        _alert(practice_id="prac-2", actor_id="b", event_count=9, summary="more"), settings, NOW
+    )
+    assert first["labels"] == later["labels"]
+
+
+def test_an_incident_stamped_in_the_future_never_starts_after_it_ends() -> None:
+    settings = Settings(page_resolve_seconds=600)
+    future = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # NOW + 2 h, past endsAt (NOW + 10 min)
+    page = alertmanager_alert(_alert(timestamp=future, last_seen=future), settings, NOW)
+    assert page["startsAt"] <= page["endsAt"]
+    assert page["startsAt"] == NOW.isoformat()
+    assert page["annotations"]["first_seen"] == future.isoformat()
 
 
 def test_only_configured_severities_page_and_each_incident_once() -> None:
@@ -115,3 +136,53 @@ def test_pages_reach_alertmanager_and_the_webhook_and_survive_an_outage() -> Non
     am_body, hook_body = received[0][1], received[1][1]
     assert isinstance(am_body, list) and am_body[0]["labels"]["alert_id"] == "a1"
     assert isinstance(hook_body, list) and hook_body[0]["rule_id"] == "support.no_consent"
+
+
+def test_a_refused_page_is_not_retried_and_does_not_hold_the_others_back() -> None:
+    """A permanent 400 for one incident: the others of its batch and of later batches are
+    delivered, nothing waits on a retry, and the refused one is held and counted."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from streams.backoff import Backoff
+    from tests.helpers import free_ports
+
+    received: list[str] = []
+
+    async def alertmanager(request: web.Request) -> web.Response:
+        body = await request.json()
+        if any(a["labels"]["alert_id"] == "bad" for a in body):
+            return web.Response(status=400, text="bad alert")  # refuses the whole request
+        received.extend(a["labels"]["alert_id"] for a in body)
+        return web.Response(status=200)
+
+    async def scenario() -> tuple[list[int], list[float], list[str]]:
+        port = free_ports(1)[0]
+        app = web.Application()
+        app.router.add_post("/api/v2/alerts", alertmanager)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        pauses: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            pauses.append(seconds)
+
+        settings = Settings(alertmanager_url=f"http://127.0.0.1:{port}")
+        try:
+            async with aiohttp.ClientSession() as session:
+                pager = Pager(settings, session, Backoff(sleep=sleep))
+                first = await pager.page([_alert(alert_id="ok-1"), _alert(alert_id="bad")])
+                second = await pager.page([_alert(alert_id="ok-2")])
+                held = list(pager.held)
+        finally:
+            await runner.cleanup()
+        return [first, second], pauses, held
+
+    delivered, pauses, held = asyncio.run(scenario())
+    assert delivered == [1, 1]
+    assert sorted(received) == ["ok-1", "ok-2"]
+    assert pauses == []  # a permanent refusal is never retried
+    assert held == ["bad"]
