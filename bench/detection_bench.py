@@ -29,7 +29,8 @@ from detectors.models import AccessEvent
 from detectors.policy import load_policy
 from detectors.registry import all_detectors
 from streams.demo.simulate import DEMO_POLICY, simulate
-from streams.detection.routing import route, tick
+from streams.detection.routing import route
+from streams.detection.watermark import encode_tick
 from streams.keys import Key
 from streams.pseudonym import Pseudonymizer, pseudonymise
 from streams.settings import Settings, StackSettings
@@ -40,6 +41,11 @@ from streams.worker_process import WorkerProcess
 PSEUDONYM_KEY = "bench-only-pseudonymisation-key-0123456789"
 CHECKPOINT_KEY = "bench-only-checkpoint-signing-key-9876543210"
 TICK_EVERY = 200
+
+
+def _tick(at: datetime) -> bytes:
+    """Every source partition at ``at``, as the ingest agent tells the detect partitions."""
+    return encode_tick(dict.fromkeys(range(Settings().topic_partitions), at))
 
 
 def routed_messages(practices: int) -> tuple[list[tuple[bytes | None, bytes, int | None]], int]:
@@ -58,7 +64,7 @@ def routed_messages(practices: int) -> tuple[list[tuple[bytes | None, bytes, int
             routed += 1
         if number % TICK_EVERY == 0:
             messages += [
-                (None, tick(event.timestamp), p) for p in range(Settings().topic_partitions)
+                (None, _tick(event.timestamp), p) for p in range(Settings().topic_partitions)
             ]
     return messages, routed
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -52,9 +52,32 @@ class DetectorState(BaseModel):
     def next_due(self) -> datetime | None:
         return min((p.due for p in self.pending), default=None)
 
+    def snapshot(self: S) -> S:
+        """A copy a detector may change freely, leaving this one as it is (copy on write).
+
+        Containers and mutable models are copied; what cannot change (strings, numbers, times,
+        frozen models such as the events waiting in ``pending``) is shared: a deep copy of
+        those cost more than the detectors themselves.
+        """
+        copied: S = _copied(self)
+        return copied
+
     def is_idle(self) -> bool:
         """Nothing left to decide or remember: the key's state may be dropped."""
         return self == type(self)()
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, set):
+        return {_copied(item) for item in value}
+    if isinstance(value, BaseModel) and not value.model_config.get("frozen"):
+        fields = type(value).model_fields
+        return value.model_copy(update={name: _copied(getattr(value, name)) for name in fields})
+    return value
 
 
 class Detector(Protocol[S]):

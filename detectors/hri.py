@@ -50,8 +50,11 @@ class BulkDownloadDetector(BaseDetector):
         if event.action is not Action.DOWNLOAD:
             return state, []
         state.downloads.append(Download(at=event.timestamp, patient=event.patient_id))
-        if event.automated:
-            headline = self._headline(event, "an automated download, not a consultation")
+        # Findings no later event can refute alert at once; the others wait for lateness.
+        reason = "an automated download, not a consultation" if event.automated else None
+        reason = reason or self._over_threshold(state, event)
+        if reason:
+            headline = self._headline(event, reason)
             return state, self.report([self.finding(event, f"actor:{event.actor.id}", headline)])
         self.wait(state, event, timedelta(0))
         return state, []
@@ -66,15 +69,26 @@ class BulkDownloadDetector(BaseDetector):
         self._forget_old(state, now)
         return state, self.report(findings)
 
-    def _reason(self, state: HriState, download: AccessEvent) -> str | None:
+    def _over_threshold(self, state: HriState, download: AccessEvent) -> str | None:
+        """More distinct patients than allowed in the window ending at this download: later
+        events can only add patients, so this is final the moment it is seen. The sentence
+        names the threshold, not the count, which depends on what has arrived so far."""
         policy = self.policy.hri
         at = download.timestamp
         patients = {d.patient for d in state.downloads if at - policy.window < d.at <= at}
-        if len(patients) > policy.max_patients:
-            return (
-                f"{len(patients)} distinct patients' histories within "
-                f"{policy.window_minutes:g} min (threshold {policy.max_patients})"
-            )
+        if len(patients) <= policy.max_patients:
+            return None
+        return (
+            f"more than {policy.max_patients} distinct patients' histories within "
+            f"{policy.window_minutes:g} min"
+        )
+
+    def _reason(self, state: HriState, download: AccessEvent) -> str | None:
+        policy = self.policy.hri
+        at = download.timestamp
+        over = self._over_threshold(state, download)
+        if over:
+            return over
         views = state.views.get(download.patient_id or "", [])
         if not any(at - policy.view_before <= v <= at for v in views):
             minutes = f"{policy.view_before_minutes:g}"

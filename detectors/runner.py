@@ -62,7 +62,7 @@ class Runner:
         detector = self.detectors[name]
         stored = state_key(name, key)
         before = self.states.get(stored)
-        working = before.model_copy(deep=True) if before is not None else detector.initial()
+        working = before.snapshot() if before is not None else detector.initial()
         try:
             state, alerts = detector.step(working, event)
         except Exception as exc:
@@ -96,16 +96,15 @@ class Runner:
         the one that makes it raise is dropped alone (else it would raise at every tick)."""
         detector = self.detectors[name]
         try:
-            return detector.expire(state.model_copy(deep=True), now)
+            return detector.expire(state.snapshot(), now)
         except Exception:
             log.warning("detector failed to expire a state: isolating the decision at fault")
         due = sorted((p for p in state.pending if p.due <= now), key=lambda p: p.due)
-        kept = state.model_copy(
-            deep=True, update={"pending": [p for p in state.pending if p.due > now]}
-        )
+        kept = state.snapshot()
+        kept.pending = [p for p in kept.pending if p.due > now]
         alerts: list[Alert] = []
         for pending in due:
-            trial = kept.model_copy(deep=True)
+            trial = kept.snapshot()
             trial.pending.append(pending)
             try:
                 kept, found = detector.expire(trial, now)

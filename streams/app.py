@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import faust
@@ -24,13 +24,14 @@ from streams.backoff import Backoff
 from streams.detection import agents as detection_agents
 from streams.detection.agents import backlog, send_ticks
 from streams.detection.routing import route
-from streams.detection.watermark import SourceClock
+from streams.detection.watermark import SourceProgress
 from streams.elastic import async_client
 from streams.history.checkpoints import Checkpointer, ensure_separate, load_checkpoint_keys
 from streams.history.writer import Accepted, ChainHeads, HistoryWriter, Refused
 from streams.ingest import DeadLetters, refused_letters, triage
 from streams.pseudonym import load_pseudonymizer
 from streams.settings import Settings
+from streams.topics import partition_count
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def create_app(settings: Settings) -> faust.App:
     checkpoint_keys = load_checkpoint_keys(settings)
     ensure_separate(checkpoint_keys, [pseudonymizer.current, *pseudonymizer.previous])
     heads = ChainHeads()
-    source_clock = SourceClock()
+    source_progress = SourceProgress(settings.idle_seconds)
     metrics.WORKER_UP.labels(settings.app_id).set(1)
     detectors = all_detectors(load_policy(settings.policy_file))
     app = faust.App(
@@ -63,7 +64,31 @@ def create_app(settings: Settings) -> faust.App:
     )
     events_topic = app.topic(settings.topic_events, value_type=bytes, value_serializer="raw")
     dlq_topic = app.topic(settings.topic_dlq, value_type=bytes, value_serializer="raw")
-    detect_topic = detection_agents.install(app, settings, detectors)
+    detect_topic = detection_agents.install(
+        app, settings, detectors, cache(lambda: partition_count(settings, settings.topic_events))
+    )
+    clock_sent: dict[int, datetime] = {}
+
+    async def advance_clock(messages: Sequence[Any], accepted: list[Accepted]) -> None:
+        """Only now, with these events delivered to the detectors, may the clock cover them."""
+        times = {(a.partition, a.offset): a.event.timestamp for a in accepted}
+        for message in messages:
+            position = (message.partition, message.offset)
+            source_progress.observe(*position, times.get(position))
+        behind = await backlog(app, settings.topic_events, source_progress)
+        progress = source_progress.progress(behind)
+        if progress and progress != clock_sent:
+            await send_ticks(detect_topic, settings.topic_partitions, progress)
+            clock_sent.clear()
+            clock_sent.update(progress)
+
+    @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]
+    async def tick_in_silence() -> None:
+        """The clock moves with the wall clock while sources are quiet (idle advancement)."""
+        try:
+            await advance_clock([], [])
+        except Exception:  # the next tick tries again; a timer that raises would stop for good
+            log.exception("clock tick failed")
 
     dead_letters = DeadLetters(dlq_topic, settings, Backoff())
     bounds = settings.event_time_bounds()
@@ -89,7 +114,7 @@ def create_app(settings: Settings) -> faust.App:
             result = await writer.write(accepted)
             await dead_letters.send(refused_letters(result.refused, messages))
             await _route(accepted, result.refused, detectors, detect_topic)
-            await _advance_clock(app, settings, source_clock, messages, accepted, detect_topic)
+            await advance_clock(messages, accepted)
             metrics.HISTORY_DOCUMENTS.inc(result.written)
             metrics.HISTORY_DUPLICATES.inc(result.duplicates)
             log.info(
@@ -119,7 +144,9 @@ def create_app(settings: Settings) -> faust.App:
         On revocation and on assignment both, so a write that was still in flight during the
         rebalance cannot leave a stale head behind.
         """
-        heads.forget(tp.partition for tp in partitions if tp.topic == settings.topic_events)
+        mine = [tp.partition for tp in partitions if tp.topic == settings.topic_events]
+        heads.forget(mine)
+        source_progress.forget(mine)
 
     app.on_partitions_revoked.connect(forget_chain_heads)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(forget_chain_heads)  # type: ignore[arg-type]
@@ -149,21 +176,3 @@ async def _route(
             )
     if deliveries:
         await asyncio.gather(*deliveries)
-
-
-async def _advance_clock(
-    app: faust.App,
-    settings: Settings,
-    clock: SourceClock,
-    messages: Sequence[Any],
-    accepted: list[Accepted],
-    detect_topic: Any,
-) -> None:
-    """Only now, with the batch's events delivered to the detectors, may the clock cover them."""
-    times = {(a.partition, a.offset): a.event.timestamp for a in accepted}
-    for message in messages:
-        position = (message.partition, message.offset)
-        clock.observe(*position, times.get(position))
-    at = clock.watermark(await backlog(app, settings.topic_events, clock))
-    if at is not None:
-        await send_ticks(detect_topic, settings.topic_partitions, at)

@@ -125,6 +125,16 @@ class Settings(BaseSettings):
         le=1800,
         description="Seconds before a silent worker's partitions go to the others (failover).",
     )
+    idle_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="A caught-up source partition silent this long lets the detectors' clock "
+        "follow the wall clock, so deadline rules decide on time in silence.",
+    )
+    tick_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="How often the clock is sent while sources are quiet."
+    )
     batch_size: int = Field(default=500, ge=1, le=50_000)
     batch_seconds: float = Field(default=1.0, gt=0)
     pseudonym_key: SecretStr | None = None

@@ -75,3 +75,16 @@ def _has_leaders(topic: dict[str, object]) -> bool:
     if topic.get("error_code") or not isinstance(partitions, list) or not partitions:
         return False
     return all(p.get("leader_id", -1) >= 0 for p in partitions)
+
+
+def partition_count(settings: Settings, topic: str) -> int:
+    """How many partitions ``topic`` has, as the broker says (the clock needs every one)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers(), client_id="guetteur-admin")
+    try:
+        described = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    partitions = described[0].get("partitions") if described else None
+    if not isinstance(partitions, list) or not partitions:
+        raise TopicError(f"topic {topic} has no partitions; was it created (guetteur worker does)?")
+    return len(partitions)

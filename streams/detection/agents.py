@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from streams.backoff import Backoff
 from streams.detection import routing
 from streams.detection.sink import AlertSink
 from streams.detection.states import TableStates
-from streams.detection.watermark import DetectClock, SourceClock
+from streams.detection.watermark import DetectClock, SourceProgress, encode_tick
 from streams.elastic import async_client
 from streams.paging import Pager
 from streams.settings import Settings
@@ -47,7 +48,12 @@ def _table(app: faust.App, name: str, settings: Settings) -> Any:
     )
 
 
-def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[Any]]) -> Any:
+def install(
+    app: faust.App,
+    settings: Settings,
+    detectors: dict[str, Detector[Any]],
+    source_partitions: Callable[[], int],
+) -> Any:
     """Register the topics, tables and agents of detection; return the detect topic."""
     detect_topic = app.topic(settings.detect_topic, key_serializer="json", value_serializer="raw")
     parts_topic = app.topic(
@@ -67,7 +73,7 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
     async def detect(stream: Any) -> AsyncIterator[int]:
         runner: Runner | None = None
         states: TableStates | None = None
-        clock = DetectClock()
+        clock = DetectClock(source_partitions())
         sizes = StateSizes(detectors)
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             if runner is None or states is None or rebalanced["detect"]:
@@ -79,7 +85,7 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
             alerts: list[Alert] = []
             for event in batch:
                 item = _decoded(routing.decode, event.message)
-                if isinstance(item, datetime):
+                if isinstance(item, dict):
                     clock.tick(event.message.partition, item)
                 elif item is not None:
                     alerts += runner.step(item.detector, item.key, item.event)
@@ -126,6 +132,10 @@ def install(app: faust.App, settings: Settings, detectors: dict[str, Detector[An
         """Incidents to on-call; its own agent, so an Alertmanager outage delays only paging."""
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             pager = Pager(settings, session, Backoff())
+            # SIGHUP: the receiver was fixed; send the incidents it refused again.
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: asyncio.ensure_future(pager.retry_held())
+            )
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
@@ -162,14 +172,14 @@ def _assigned(app: faust.App, topic: str) -> set[int]:
     return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
 
 
-async def backlog(app: faust.App, topic: str, clock: SourceClock) -> dict[int, bool]:
+async def backlog(app: faust.App, topic: str, progress: SourceProgress) -> dict[int, bool]:
     """Per assigned partition of ``topic``: are there events this worker has not handled yet?"""
     behind = {}
     for tp in app.consumer.assignment():
         if tp.topic != topic:
             continue
         highwater = app.consumer.highwater(tp)
-        handled = clock.next_offset.get(tp.partition)
+        handled = progress.next_offset.get(tp.partition)
         if handled is None:
             handled = await app.consumer.position(tp)
         behind[tp.partition] = highwater is None or handled is None or handled < highwater
@@ -178,11 +188,11 @@ async def backlog(app: faust.App, topic: str, clock: SourceClock) -> dict[int, b
     return behind
 
 
-async def send_ticks(detect_topic: Any, partitions: int, at: datetime) -> None:
-    """The clock to every detect partition (after the events it covers were delivered)."""
-    await _send_all(
-        detect_topic, [(None, routing.tick(at), partition) for partition in range(partitions)]
-    )
+async def send_ticks(detect_topic: Any, partitions: int, progress: dict[int, datetime]) -> None:
+    """The source progress to every detect partition (after the events it covers were
+    delivered)."""
+    tick = encode_tick(progress)
+    await _send_all(detect_topic, [(None, tick, partition) for partition in range(partitions)])
 
 
 def _detector_failed(name: str, event_id: str, exc: Exception) -> None:

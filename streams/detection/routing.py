@@ -17,6 +17,7 @@ from detectors.base import Detector
 from detectors.models import AccessEvent
 from detectors.runner import state_key
 from streams import metrics
+from streams.detection.watermark import decode_tick
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +60,10 @@ def route(detectors: dict[str, Detector[Any]], event: AccessEvent) -> list[Route
     return routed
 
 
-def tick(at: datetime) -> bytes:
-    """The clock message the ingest agent sends to every detect partition after a batch."""
-    return json.dumps({"tick": at.isoformat()}).encode()
-
-
-def decode(raw: bytes) -> Routed | datetime:
-    """A routed event, or a tick's time."""
+def decode(raw: bytes) -> Routed | dict[int, datetime]:
+    """A routed event, or a tick: source partition -> progress (``watermark``)."""
     data = json.loads(raw)
     if "tick" in data:
-        return datetime.fromisoformat(data["tick"])
+        return decode_tick(data)
     event = AccessEvent.model_validate_json(json.dumps(data["event"]))
     return Routed(data["detector"], data["key"], event)

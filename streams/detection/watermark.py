@@ -1,26 +1,49 @@
-"""The event-time clock of the detectors: how far the ingest agent has surely read.
+"""The event-time clock of the detectors, in one place.
 
 Detectors decide pending cases when the clock passes their deadline, so the clock must never run
-ahead of events still to come. Partitions are read at uneven speeds (a backlog, a replay), so
-the newest event time seen is not safe: the clock is the *oldest* progress among the source
-partitions that still have data to read. A partition that is caught up holds nothing back: its
-next events are new ones.
+ahead of events still to come, and must not stop when events do.
 
-The ingest agent sends this clock as a tick to every partition of the detect topic after each
-batch; the detect agent takes, per partition, the latest tick, and runs the detectors at the
-oldest of those, so a slow detect partition holds the decisions back too.
+- Ingest side (``SourceProgress``): for each source partition a worker reads, how far in event
+  time its events have been *delivered* to the detect topic (the newest event time seen), or,
+  once the partition is caught up and has sent nothing for ``idle`` seconds, the wall clock:
+  a quiet practice must not postpone a deadline until its next event (idle advancement).
+- Detect side (``DetectClock``): every worker sends its partitions' progress as a tick to every
+  detect partition, after the events it covers. A detect partition's clock is the *minimum over
+  every source partition of the topic*, whoever reads it: not one worker's view, so a lagging or
+  orphaned partition (its worker killed, not yet reassigned) holds decisions back instead of
+  having them taken early. The detect agent runs the detectors at the oldest clock among the
+  detect partitions it holds.
+
+Out-of-orderness is bounded by the policy's ``lateness`` (added to every deadline): an event
+may arrive that much behind the newest one of its partition and still count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 
-class SourceClock:
-    def __init__(self) -> None:
+def _wall() -> datetime:
+    return datetime.now(UTC)
+
+
+class SourceProgress:
+    def __init__(
+        self,
+        idle_seconds: float,
+        wall: Callable[[], datetime] = _wall,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.idle_seconds = idle_seconds
+        self.wall = wall
+        self.monotonic = monotonic
         self.latest: dict[int, datetime] = {}
         self.next_offset: dict[int, int] = {}
+        self.heard: dict[int, float] = {}  # when the partition last sent something (monotonic)
 
     def observe(self, partition: int, offset: int, at: datetime | None) -> None:
         """A message handled (and its routed copies delivered); ``at`` None if it was invalid."""
@@ -28,37 +51,59 @@ class SourceClock:
         if at is not None and (current is None or at > current):
             self.latest[partition] = at
         self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset + 1)
+        self.heard[partition] = self.monotonic()
 
-    def watermark(self, backlog: Mapping[int, bool]) -> datetime | None:
-        """``backlog``: per assigned partition, whether it still has events to read.
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions gone to another worker: their progress is that worker's to tell."""
+        for partition in partitions:
+            for known in (self.latest, self.next_offset, self.heard):
+                known.pop(partition, None)
 
-        None while a partition with a backlog has not shown any event yet (its position in
-        event time is unknown).
-        """
-        holding = []
+    def progress(self, backlog: Mapping[int, bool]) -> dict[int, datetime]:
+        """Per assigned partition (``backlog``: does it still have events to read?), the event
+        time up to which its events are delivered; absent while that is unknown."""
+        now = self.monotonic()
+        out: dict[int, datetime] = {}
         for partition, behind in backlog.items():
-            if not behind:
-                continue
-            if partition not in self.latest:
-                return None
-            holding.append(self.latest[partition])
-        if holding:
-            return min(holding)
-        return max(self.latest.values(), default=None)
+            latest = self.latest.get(partition)
+            quiet_since = self.heard.setdefault(partition, now)
+            if not behind and now - quiet_since >= self.idle_seconds:
+                wall = self.wall()
+                out[partition] = wall if latest is None else max(latest, wall)
+            elif latest is not None:
+                out[partition] = latest
+        return out
 
 
 class DetectClock:
-    """Per detect partition, the latest tick; the clock is the oldest of them."""
+    """Per detect partition, the progress of every source partition; see the module doc."""
 
-    def __init__(self) -> None:
-        self.ticks: dict[int, datetime] = {}
+    def __init__(self, source_partitions: int):
+        self.source_partitions = source_partitions
+        self.progress: dict[int, dict[int, datetime]] = {}
 
-    def tick(self, partition: int, at: datetime) -> None:
-        current = self.ticks.get(partition)
-        if current is None or at > current:
-            self.ticks[partition] = at
+    def tick(self, detect_partition: int, progress: Mapping[int, datetime]) -> None:
+        known = self.progress.setdefault(detect_partition, {})
+        for source, at in progress.items():
+            if source not in known or at > known[source]:
+                known[source] = at  # never backwards: a tick may repeat an older claim
 
     def now(self, assigned: set[int]) -> datetime | None:
-        if not assigned or any(p not in self.ticks for p in assigned):
+        """The clock, or None while some source partition has not told its progress yet."""
+        if not assigned:
             return None
-        return min(self.ticks[p] for p in assigned)
+        times = []
+        for detect_partition in assigned:
+            known = self.progress.get(detect_partition, {})
+            if len(known) < self.source_partitions:
+                return None
+            times.append(min(known.values()))
+        return min(times)
+
+
+def encode_tick(progress: Mapping[int, datetime]) -> bytes:
+    return json.dumps({"tick": {str(p): at.isoformat() for p, at in progress.items()}}).encode()
+
+
+def decode_tick(data: Mapping[str, Any]) -> dict[int, datetime]:
+    return {int(p): datetime.fromisoformat(at) for p, at in data["tick"].items()}

@@ -1,47 +1,104 @@
-"""The detectors' clock never runs ahead of events still to come."""
+"""The detectors' clock never runs ahead of events still to come, and never stops in silence."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from streams.detection.watermark import DetectClock, SourceClock
+from streams.detection.watermark import DetectClock, SourceProgress, decode_tick, encode_tick
 
 T = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+WALL = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-def test_the_slowest_partition_with_a_backlog_holds_the_clock() -> None:
-    clock = SourceClock()
-    clock.observe(0, 10, T + timedelta(hours=3))
-    clock.observe(1, 4, T + timedelta(hours=1))
-    assert clock.watermark({0: True, 1: True}) == T + timedelta(hours=1)
+class Clocks:
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def progress(self, idle: float = 5.0) -> SourceProgress:
+        return SourceProgress(idle, wall=lambda: WALL, monotonic=lambda: self.seconds)
 
 
-def test_a_caught_up_partition_holds_nothing() -> None:
-    clock = SourceClock()
-    clock.observe(0, 10, T + timedelta(hours=3))
-    clock.observe(1, 4, T + timedelta(hours=1))
-    assert clock.watermark({0: True, 1: False}) == T + timedelta(hours=3)
-    assert clock.watermark({0: False, 1: False}) == T + timedelta(hours=3)
+def test_each_partition_reports_the_newest_event_time_delivered() -> None:
+    progress = Clocks().progress()
+    progress.observe(0, 10, T + timedelta(hours=3))
+    progress.observe(1, 4, T + timedelta(hours=1))
+    progress.observe(1, 5, T)  # out of order: never moves a partition back
+    assert progress.progress({0: True, 1: True}) == {
+        0: T + timedelta(hours=3),
+        1: T + timedelta(hours=1),
+    }
 
 
-def test_a_partition_with_a_backlog_not_yet_read_stops_the_clock() -> None:
-    clock = SourceClock()
-    clock.observe(0, 10, T)
-    assert clock.watermark({0: True, 1: True}) is None
+def test_a_partition_not_yet_read_has_no_progress_until_it_is_idle() -> None:
+    clocks = Clocks()
+    progress = clocks.progress(idle=5)
+    assert progress.progress({0: True, 1: False}) == {}
+    clocks.seconds = 6
+    assert progress.progress({0: True, 1: False}) == {1: WALL}  # caught up and quiet
+
+
+def test_a_quiet_caught_up_partition_follows_the_wall_clock() -> None:
+    clocks = Clocks()
+    progress = clocks.progress(idle=5)
+    progress.observe(0, 1, T)
+    clocks.seconds = 4
+    assert progress.progress({0: False}) == {0: T}  # not idle yet
+    clocks.seconds = 5
+    assert progress.progress({0: False}) == {0: WALL}
+    progress.observe(0, 2, T + timedelta(minutes=1))  # it speaks again: event time again
+    assert progress.progress({0: False}) == {0: T + timedelta(minutes=1)}
+
+
+def test_a_partition_with_a_backlog_is_never_idle() -> None:
+    clocks = Clocks()
+    progress = clocks.progress(idle=5)
+    progress.observe(0, 1, T)
+    clocks.seconds = 60
+    assert progress.progress({0: True}) == {0: T}
 
 
 def test_invalid_messages_move_the_offset_not_the_time() -> None:
-    clock = SourceClock()
-    clock.observe(0, 3, T)
-    clock.observe(0, 4, None)
-    assert clock.latest[0] == T and clock.next_offset[0] == 5
+    progress = Clocks().progress()
+    progress.observe(0, 3, T)
+    progress.observe(0, 4, None)
+    assert progress.latest[0] == T and progress.next_offset[0] == 5
 
 
-def test_detect_clock_is_the_oldest_tick_of_the_assigned_partitions() -> None:
-    clock = DetectClock()
-    clock.tick(0, T + timedelta(hours=2))
-    assert clock.now({0, 1}) is None  # partition 1 has no tick yet
-    clock.tick(1, T)
-    clock.tick(1, T - timedelta(hours=1))  # an older tick never moves it back
+def test_a_revoked_partition_is_forgotten() -> None:
+    clocks = Clocks()
+    progress = clocks.progress(idle=5)
+    progress.observe(0, 3, T)
+    progress.forget([0])
+    clocks.seconds = 60
+    assert progress.progress({}) == {}
+
+
+def test_the_detect_clock_is_the_slowest_source_partition_of_the_whole_group() -> None:
+    """Ticks from two workers, each reading half the source partitions: the clock waits for
+    the lagging partition, whichever worker reads it."""
+    clock = DetectClock(source_partitions=4)
+    clock.tick(0, {0: T + timedelta(hours=2), 1: T + timedelta(hours=2)})  # worker A
+    assert clock.now({0}) is None  # partitions 2 and 3 have not told their progress
+    clock.tick(0, {2: T + timedelta(hours=2), 3: T})  # worker B, partition 3 lagging
+    assert clock.now({0}) == T
+    clock.tick(0, {3: T - timedelta(hours=1)})  # an older claim never moves it back
+    assert clock.now({0}) == T
+    clock.tick(0, {3: T + timedelta(hours=5)})
+    assert clock.now({0}) == T + timedelta(hours=2)
+
+
+def test_the_detect_clock_waits_for_every_detect_partition_it_holds() -> None:
+    clock = DetectClock(source_partitions=1)
+    clock.tick(0, {0: T + timedelta(hours=2)})
+    clock.tick(1, {0: T})
     assert clock.now({0, 1}) == T
     assert clock.now({0}) == T + timedelta(hours=2)
+    assert clock.now({0, 2}) is None
+    assert clock.now(set()) is None
+
+
+def test_a_tick_survives_the_wire() -> None:
+    tick = {0: T, 3: T + timedelta(seconds=1)}
+    import json
+
+    assert decode_tick(json.loads(encode_tick(tick))) == tick

@@ -53,4 +53,20 @@ def test_too_many_distinct_patients_in_the_window_fires_once_per_incident() -> N
         events += [_hri("download", at(minutes=2 * n, seconds=30), f"P-{n}")]
     [alert] = fired(run(events), HRI)
     assert alert.event_count == 5  # the 21st to the 25th patient's downloads
-    assert "21 distinct patients' histories within 60 min" in alert.summary
+    assert "more than 20 distinct patients' histories within 60 min" in alert.summary
+
+
+def test_crossing_the_patient_threshold_alerts_without_waiting_for_lateness() -> None:
+    """Later events can only add patients: the runner need not move its clock to decide."""
+    from detectors.policy import Policy
+    from detectors.registry import all_detectors
+    from detectors.runner import Runner
+
+    runner = Runner(all_detectors(Policy()))
+    alerts = []
+    for n in range(21):
+        download = _hri("download", at(minutes=2 * n), f"P-{n}")
+        for name, key in runner.routes(download):
+            alerts += runner.step(name, key, download)  # no clock movement at all
+    [alert] = fired(alerts, HRI)
+    assert alert.event_ids == [download.event_id]
