@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Callable, Iterable, MutableMapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from detectors.alerts import Alert, merge
@@ -161,9 +161,25 @@ class AlertBook:
 
 def detect(events: Iterable[AccessEvent], detectors: dict[str, Detector[Any]]) -> list[Alert]:
     """Offline: events in event-time order (stable), every detector, every decision taken."""
-    ordered = sorted(events, key=lambda e: e.timestamp)
+    return detect_stream(sorted(events, key=lambda e: e.timestamp), detectors, timedelta(0))
+
+
+def detect_stream(
+    events: Iterable[AccessEvent], detectors: dict[str, Detector[Any]], reorder: timedelta
+) -> list[Alert]:
+    """Offline over a stream that is in event-time order up to ``reorder``: events are held in
+    a heap until the newest one seen is ``reorder`` ahead of them, so memory is bounded by that
+    window (and the detectors' states), not by the input. An event later than the window is
+    still fed, as the worker would: judged with what is left of its key's state."""
     runner, book = Runner(detectors), AlertBook()
-    for event in ordered:
-        book.add(runner.feed(event))
+    held: list[tuple[datetime, int, AccessEvent]] = []
+    newest: datetime | None = None
+    for number, event in enumerate(events):
+        heapq.heappush(held, (event.timestamp, number, event))
+        newest = event.timestamp if newest is None else max(newest, event.timestamp)
+        while held and held[0][0] <= newest - reorder:
+            book.add(runner.feed(heapq.heappop(held)[2]))
+    while held:
+        book.add(runner.feed(heapq.heappop(held)[2]))
     book.add(runner.finish())
     return sorted(book.alerts.values(), key=lambda a: (a.timestamp, a.alert_id))

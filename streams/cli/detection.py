@@ -6,7 +6,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -15,9 +15,9 @@ import click
 from detectors.models import AccessEvent
 from detectors.policy import load_policy
 from detectors.registry import all_detectors
-from detectors.runner import detect as run_detectors
+from detectors.runner import detect_stream
 from streams.cli.output import emit, progress, stderr
-from streams.decode import Rejected, decode
+from streams.decode import EventTimeBounds, Rejected, decode
 from streams.demo.simulate import simulate as simulate_days
 from streams.pseudonym import load_pseudonymizer, pseudonymise
 from streams.settings import Settings, load
@@ -31,7 +31,15 @@ from streams.settings import Settings, load
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Policy file (TOML); default GUETTEUR_POLICY_FILE, else the built-in defaults.",
 )
-def detect(events: IO[bytes], policy_file: Path | None) -> None:
+@click.option(
+    "--reorder-window",
+    "reorder_seconds",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(0, 7 * 24 * 3600),
+    help="Seconds by which the file may be out of event-time order (memory grows with it).",
+)
+def detect(events: IO[bytes], policy_file: Path | None, reorder_seconds: float) -> None:
     """Run every detector over EVENTS (JSON lines, - for stdin) in event-time order.
 
     Alerts go to stdout as JSON lines, the same alerts (same ids) the worker would raise; a
@@ -41,26 +49,35 @@ def detect(events: IO[bytes], policy_file: Path | None) -> None:
     settings = load(Settings)
     pseudonymizer = load_pseudonymizer(settings, settings.demo_key_file())
     policy = load_policy(policy_file or settings.policy_file)
+    read = Counter[str]()
     with progress("detect") as report:
-        accepted = [pseudonymise(event, pseudonymizer) for event in _read(events, report)]
-        report(f"running {len(accepted)} events through the detectors")
-        alerts = run_detectors(accepted, all_detectors(policy))
+
+        def accepted() -> Iterator[AccessEvent]:
+            for event in _read(events, report, settings.event_time_bounds()):
+                read["events"] += 1
+                yield pseudonymise(event, pseudonymizer)
+
+        alerts = detect_stream(
+            accepted(), all_detectors(policy), timedelta(seconds=reorder_seconds)
+        )
     for alert in alerts:
         sys.stdout.write(alert.model_dump_json() + "\n")
     sys.stdout.flush()
     counts = Counter(alert.rule_id for alert in alerts)
     rows = [{"rule_id": rule, "alerts": count} for rule, count in sorted(counts.items())]
-    stderr.print(f"{len(accepted)} events, {len(alerts)} alerts")
+    stderr.print(f"{read['events']} events, {len(alerts)} alerts")
     if rows:
         emit(rows, ["rule_id", "alerts"], as_json=False, console=stderr)
 
 
-def _read(source: IO[bytes], report: Callable[[str], None]) -> Iterator[AccessEvent]:
+def _read(
+    source: IO[bytes], report: Callable[[str], None], bounds: EventTimeBounds
+) -> Iterator[AccessEvent]:
     refused = 0
     for number, line in enumerate(source, start=1):
         if not line.strip():
             continue
-        result = decode(line.rstrip(b"\n"))
+        result = decode(line.rstrip(b"\n"), bounds=bounds)
         if isinstance(result, Rejected):
             refused += 1
             stderr.print(f"line {number}: refused ({result.reason.value}): {result.detail}")
