@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+import aiohttp
+from aiohttp import web
+
 from detectors.alerts import Alert, Severity
+from streams.backoff import Backoff
 from streams.paging import Pager, alertmanager_alert
 from streams.settings import Settings
+from tests.helpers import free_ports
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -81,16 +89,38 @@ def test_only_configured_severities_page_and_each_incident_once() -> None:
     assert Pager(Settings(page_severities="off"), None, None).wanted(alerts) == []  # type: ignore[arg-type]
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+@asynccontextmanager
+async def _paging(routes: Mapping[str, Handler]) -> AsyncIterator[tuple[Pager, list[float]]]:
+    """A pager talking to a real local HTTP server with these routes (Alertmanager's, and a
+    webhook at ``/hook`` if given); its back-off records its pauses instead of sleeping."""
+    port = free_ports(1)[0]
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    base = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        alertmanager_url=base, page_webhook_url=f"{base}/hook" if "/hook" in routes else None
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Pager(settings, session, Backoff(sleep=sleep)), pauses
+    finally:
+        await runner.cleanup()
+
+
 def test_pages_reach_alertmanager_and_the_webhook_and_survive_an_outage() -> None:
     """Against a real HTTP server: the first push fails (503), the pager waits and retries."""
-    import asyncio
-
-    import aiohttp
-    from aiohttp import web
-
-    from streams.backoff import Backoff
-    from tests.helpers import free_ports
-
     received: list[tuple[str, object]] = []
     failures = {"left": 1}
 
@@ -106,28 +136,9 @@ def test_pages_reach_alertmanager_and_the_webhook_and_survive_an_outage() -> Non
         return web.Response(status=200)
 
     async def scenario() -> list[float]:
-        port = free_ports(1)[0]
-        app = web.Application()
-        app.router.add_post("/api/v2/alerts", alertmanager)
-        app.router.add_post("/hook", webhook)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        pauses: list[float] = []
-
-        async def sleep(seconds: float) -> None:
-            pauses.append(seconds)
-
-        settings = Settings(
-            alertmanager_url=f"http://127.0.0.1:{port}",
-            page_webhook_url=f"http://127.0.0.1:{port}/hook",
-        )
-        try:
-            async with aiohttp.ClientSession() as session:
-                pager = Pager(settings, session, Backoff(sleep=sleep))
-                assert await pager.page([_alert()]) == 1
-        finally:
-            await runner.cleanup()
+        routes = {"/api/v2/alerts": alertmanager, "/hook": webhook}
+        async with _paging(routes) as (pager, pauses):
+            assert await pager.page([_alert()]) == 1
         return pauses
 
     pauses = asyncio.run(scenario())
@@ -141,14 +152,6 @@ def test_pages_reach_alertmanager_and_the_webhook_and_survive_an_outage() -> Non
 def test_a_refused_page_is_not_retried_and_does_not_hold_the_others_back() -> None:
     """A permanent 400 for one incident: the others of its batch and of later batches are
     delivered, nothing waits on a retry, and the refused one is held and counted."""
-    import asyncio
-
-    import aiohttp
-    from aiohttp import web
-
-    from streams.backoff import Backoff
-    from tests.helpers import free_ports
-
     received: list[str] = []
 
     async def alertmanager(request: web.Request) -> web.Response:
@@ -159,27 +162,10 @@ def test_a_refused_page_is_not_retried_and_does_not_hold_the_others_back() -> No
         return web.Response(status=200)
 
     async def scenario() -> tuple[list[int], list[float], list[str]]:
-        port = free_ports(1)[0]
-        app = web.Application()
-        app.router.add_post("/api/v2/alerts", alertmanager)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        pauses: list[float] = []
-
-        async def sleep(seconds: float) -> None:
-            pauses.append(seconds)
-
-        settings = Settings(alertmanager_url=f"http://127.0.0.1:{port}")
-        try:
-            async with aiohttp.ClientSession() as session:
-                pager = Pager(settings, session, Backoff(sleep=sleep))
-                first = await pager.page([_alert(alert_id="ok-1"), _alert(alert_id="bad")])
-                second = await pager.page([_alert(alert_id="ok-2")])
-                held = list(pager.held)
-        finally:
-            await runner.cleanup()
-        return [first, second], pauses, held
+        async with _paging({"/api/v2/alerts": alertmanager}) as (pager, pauses):
+            first = await pager.page([_alert(alert_id="ok-1"), _alert(alert_id="bad")])
+            second = await pager.page([_alert(alert_id="ok-2")])
+            return [first, second], pauses, list(pager.held)
 
     delivered, pauses, held = asyncio.run(scenario())
     assert delivered == [1, 1]
