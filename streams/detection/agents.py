@@ -180,12 +180,30 @@ async def backlog(app: faust.App, topic: str, progress: SourceProgress) -> dict[
             continue
         highwater = app.consumer.highwater(tp)
         handled = progress.next_offset.get(tp.partition)
-        if handled is None:
-            handled = await app.consumer.position(tp)
+        if handled is None:  # asked once per assignment: it may wait on the consumer thread
+            handled = await _resumed_from(app.consumer, tp)
+            if handled is not None:
+                progress.next_offset[tp.partition] = handled
         behind[tp.partition] = highwater is None or handled is None or handled < highwater
         if highwater is not None and handled is not None:
             metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - handled))
     return behind
+
+
+async def _resumed_from(consumer: Any, tp: Any) -> int | None:
+    """Where this worker started reading a partition it has handled nothing of yet.
+
+    Not the fetch position: messages already fetched may wait unhandled in Faust's buffers,
+    and a partition judged caught up too early would let the clock claim the wall clock over
+    them. The group's committed offset (Faust's record of it, set when the partition was
+    assigned) is where handling resumes; with none, the partition's first offset.
+    """
+    committed = consumer._committed_offset.get(tp)
+    if committed is not None:
+        return int(committed)
+    earliest = await consumer.earliest_offsets(tp)
+    found = earliest.get(tp)
+    return None if found is None else int(found)
 
 
 async def send_ticks(detect_topic: Any, partitions: int, progress: dict[int, datetime]) -> None:

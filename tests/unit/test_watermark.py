@@ -102,3 +102,41 @@ def test_a_tick_survives_the_wire() -> None:
     import json
 
     assert decode_tick(json.loads(encode_tick(tick))) == tick
+
+
+def test_a_partition_not_yet_handled_counts_from_the_committed_offset_not_the_fetch() -> None:
+    """Fetched but unhandled messages must keep the partition 'behind' (no idle claim)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from streams.detection.agents import backlog
+
+    tp = TP("events", 0)
+
+    class Consumer:
+        def __init__(self, committed: int | None, earliest: int) -> None:
+            self._committed_offset = {tp: committed}
+            self.earliest = earliest
+
+        def assignment(self) -> set[object]:
+            return {tp}
+
+        def highwater(self, _: object) -> int:
+            return 10
+
+        async def position(self, _: object) -> int:
+            return 10  # everything fetched already
+
+        async def earliest_offsets(self, _: object) -> dict[object, int]:
+            return {tp: self.earliest}
+
+    def behind(consumer: Consumer) -> dict[int, bool]:
+        app = SimpleNamespace(consumer=consumer)
+        return asyncio.run(backlog(app, "events", Clocks().progress()))  # type: ignore[arg-type]
+
+    assert behind(Consumer(committed=4, earliest=0)) == {0: True}
+    assert behind(Consumer(committed=10, earliest=0)) == {0: False}
+    assert behind(Consumer(committed=None, earliest=0)) == {0: True}
+    assert behind(Consumer(committed=None, earliest=10)) == {0: False}  # empty partition
