@@ -28,6 +28,7 @@ from kafka import KafkaProducer
 from detectors.models import AccessEvent
 from detectors.policy import load_policy
 from detectors.registry import all_detectors
+from detectors.runner import log_error
 from streams.demo.simulate import DEMO_POLICY, simulate
 from streams.detection.routing import route
 from streams.detection.watermark import encode_tick
@@ -59,7 +60,7 @@ def routed_messages(practices: int) -> tuple[list[tuple[bytes | None, bytes, int
     messages: list[tuple[bytes | None, bytes, int | None]] = []
     routed = 0
     for number, event in enumerate(events, start=1):
-        for item in route(detectors, event):
+        for item in route(detectors, event, log_error):
             messages.append((json.dumps(item.message_key).encode(), item.encode(), None))
             routed += 1
         if number % TICK_EVERY == 0:

@@ -37,7 +37,7 @@ class Runner:
         on_error: Callable[[str, str, Exception], None] | None = None,
     ):
         self.detectors = detectors
-        self.on_error = on_error or _log_error
+        self.on_error = on_error or log_error
         self.states: MutableMapping[str, DetectorState] = {} if states is None else states
         self.clock: datetime | None = None
         self._wakeups: list[tuple[datetime, str]] = []
@@ -46,8 +46,7 @@ class Runner:
 
     def routes(self, event: AccessEvent) -> list[tuple[str, str]]:
         """(detector name, key) for every detector that wants the event."""
-        keys = ((name, detector.key(event)) for name, detector in self.detectors.items())
-        return [(name, key) for name, key in keys if key is not None]
+        return routes(self.detectors, event, self.on_error)
 
     def feed(self, event: AccessEvent) -> list[Alert]:
         """All detectors on one event, then the clock moved to its time (offline path)."""
@@ -133,7 +132,27 @@ class Runner:
             heapq.heappush(self._wakeups, (due, stored))
 
 
-def _log_error(name: str, event_id: str, exc: Exception) -> None:
+def routes(
+    detectors: dict[str, Detector[Any]],
+    event: AccessEvent,
+    on_error: Callable[[str, str, Exception], None],
+) -> list[tuple[str, str]]:
+    """(detector name, key) for every detector that wants the event: the one routing, for the
+    offline runner and the worker alike. A detector whose ``key`` raises misses that event."""
+    found = []
+    for name, detector in detectors.items():
+        try:
+            key = detector.key(event)
+        except Exception as exc:
+            on_error(name, event.event_id, exc)
+            continue
+        if key is not None:
+            found.append((name, key))
+    return found
+
+
+def log_error(name: str, event_id: str, exc: Exception) -> None:
+    """What a detector failure leaves behind by default: a log line with the event id."""
     log.error(
         "detector failed on an event; its state is left as it was",
         exc_info=exc,

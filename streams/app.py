@@ -22,7 +22,7 @@ from detectors.registry import all_detectors
 from streams import metrics
 from streams.backoff import Backoff
 from streams.detection import agents as detection_agents
-from streams.detection.agents import backlog, send_ticks
+from streams.detection.agents import backlog, detector_failed, send_ticks
 from streams.detection.routing import route
 from streams.detection.watermark import SourceProgress
 from streams.elastic import async_client
@@ -170,7 +170,7 @@ async def _route(
     for item in accepted:
         if item.event_id in left_out:
             continue
-        for routed in route(detectors, item.event):
+        for routed in route(detectors, item.event, detector_failed):
             deliveries.append(
                 await detect_topic.send(key=routed.message_key, value=routed.encode())
             )

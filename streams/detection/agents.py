@@ -22,7 +22,7 @@ import faust
 
 from detectors.alerts import Alert, merge
 from detectors.base import Detector
-from detectors.runner import SEPARATOR, Runner
+from detectors.runner import SEPARATOR, Runner, log_error
 from streams import metrics
 from streams.backoff import Backoff
 from streams.detection import routing
@@ -79,7 +79,7 @@ def install(
             if runner is None or states is None or rebalanced["detect"]:
                 states = TableStates(states_table, detectors)
                 reached = runner.clock if runner is not None else None
-                runner = Runner(detectors, states, on_error=_detector_failed)
+                runner = Runner(detectors, states, on_error=detector_failed)
                 runner.clock = reached
                 rebalanced["detect"] = False
             alerts: list[Alert] = []
@@ -139,7 +139,7 @@ def install(
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
-                alerts = [_decoded(_alert, event.message) for event in batch]
+                alerts = [_decoded(Alert.model_validate_json, event.message) for event in batch]
                 yield await pager.page([alert for alert in alerts if alert is not None])
 
     return detect_topic
@@ -213,14 +213,10 @@ async def send_ticks(detect_topic: Any, partitions: int, progress: dict[int, dat
     await _send_all(detect_topic, [(None, tick, partition) for partition in range(partitions)])
 
 
-def _detector_failed(name: str, event_id: str, exc: Exception) -> None:
+def detector_failed(name: str, event_id: str, exc: Exception) -> None:
     """A detector bug costs that detector that event (its state is left as it was)."""
     metrics.DETECTOR_ERRORS.labels(name).inc()
-    log.error(
-        "detector failed on an event; its state is left as it was",
-        exc_info=exc,
-        extra={"detector": name, "event.id": event_id},
-    )
+    log_error(name, event_id, exc)
 
 
 T = TypeVar("T")
@@ -245,17 +241,13 @@ def _decoded(parse: Callable[[bytes], T], message: Any) -> T | None:
         return None
 
 
-def _alert(raw: bytes) -> Alert:
-    return Alert.model_validate_json(raw)
-
-
 def _merge_batch(table: Any, batch: Any) -> tuple[dict[str, Alert], set[str]]:
     """Fold a batch of single alerts into their incidents: those that changed, and which of
     them are new."""
     changed: dict[str, Alert] = {}
     new: set[str] = set()
     for event in batch:
-        part = _decoded(_alert, event.message)
+        part = _decoded(Alert.model_validate_json, event.message)
         if part is None:
             continue
         current = changed.get(part.alert_id)

@@ -8,18 +8,15 @@ with the same JSON-serialised key).
 from __future__ import annotations
 
 import json
-import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from detectors.base import Detector
 from detectors.models import AccessEvent
-from detectors.runner import state_key
-from streams import metrics
+from detectors.runner import routes, state_key
 from streams.detection.watermark import decode_tick
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,22 +39,13 @@ class Routed:
         ).encode()
 
 
-def route(detectors: dict[str, Detector[Any]], event: AccessEvent) -> list[Routed]:
+def route(
+    detectors: dict[str, Detector[Any]],
+    event: AccessEvent,
+    on_error: Callable[[str, str, Exception], None],
+) -> list[Routed]:
     """One message per detector that wants the event, keyed by that detector's key."""
-    routed = []
-    for name, detector in detectors.items():
-        try:
-            key = detector.key(event)
-        except Exception:  # a detector bug costs that detector this event, nothing more
-            metrics.DETECTOR_ERRORS.labels(name).inc()
-            log.exception(
-                "detector failed to key an event",
-                extra={"detector": name, "event.id": event.event_id},
-            )
-            continue
-        if key is not None:
-            routed.append(Routed(name, key, event))
-    return routed
+    return [Routed(name, key, event) for name, key in routes(detectors, event, on_error)]
 
 
 def decode(raw: bytes) -> Routed | dict[int, datetime]:

@@ -118,3 +118,21 @@ def test_real_detectors_survive_a_year_one_event_and_keep_detecting() -> None:
     alerts = runner.feed(big) + runner.finish()
     assert "export.unusual_volume" in {a.rule_id for a in alerts}
     assert "export.unapproved_destination" in {a.rule_id for a in alerts}
+
+
+class Unkeyable(Fragile):
+    rule_id = "test.unkeyable"
+
+    def key(self, event: AccessEvent) -> str | None:
+        if event.event_id.startswith(POISON):
+            raise KeyError("boom in key")
+        return super().key(event)
+
+
+def test_a_detector_whose_key_raises_misses_that_event_and_the_others_route_it() -> None:
+    errors: list[tuple[str, str]] = []
+    detectors: dict[str, Any] = {"unkeyable": Unkeyable(Policy()), "fragile": Fragile(Policy())}
+    runner = Runner(detectors, on_error=lambda name, event_id, exc: errors.append((name, event_id)))
+    assert runner.routes(_view(POISON + "-key", 0)) == [("fragile", "actor:dr-martin")]
+    assert errors == [("unkeyable", POISON + "-key")]
+    assert [name for name, _ in runner.routes(_view("ok", 1))] == ["unkeyable", "fragile"]
