@@ -115,19 +115,22 @@ class HistoryWriter:
     async def write(self, batch: Sequence[Accepted]) -> WriteResult:
         result = WriteResult()
         ingested = self.clock()
-        documents: dict[str, dict[str, Any]] = {}
+        # event id -> (monthly index, document), built once per event.
+        documents: dict[str, tuple[str, dict[str, Any]]] = {}
         buildable = []
         for accepted in batch:
             try:
-                documents[accepted.event_id] = history_document(accepted.event, ingested)
-                month_index(self.settings, accepted.event)
+                documents[accepted.event_id] = (
+                    month_index(self.settings, accepted.event),
+                    history_document(accepted.event, ingested),
+                )
             except Exception as exc:  # one event we cannot store must not cost the batch
                 log.exception("history document failed", extra={"event.id": accepted.event_id})
                 error = f"history document could not be built ({type(exc).__name__})"
                 result.refused.append(Refused(accepted, error, Reason.UNPROCESSABLE))
             else:
                 buildable.append(accepted)
-        fresh = await self._not_yet_stored(buildable)
+        fresh = await self._not_yet_stored(buildable, documents)
         result.duplicates = len(buildable) - len(fresh)
         await self._load_heads({a.partition for a in fresh})
         operation = "create"
@@ -151,19 +154,22 @@ class HistoryWriter:
         return result
 
     def _chain(
-        self, batch: Sequence[Accepted], documents: dict[str, dict[str, Any]]
+        self, batch: Sequence[Accepted], documents: dict[str, tuple[str, dict[str, Any]]]
     ) -> tuple[list[_Pending], dict[int, Link]]:
         heads = dict(self.heads.heads)
         pending = []
         for accepted in sorted(batch, key=lambda a: (a.partition, a.offset)):
             head = heads.get(accepted.partition, START)
+            index, unlinked = documents[accepted.event_id]
             document, heads[accepted.partition] = link(
-                documents[accepted.event_id], accepted.partition, accepted.offset, head
+                unlinked, accepted.partition, accepted.offset, head
             )
-            pending.append(_Pending(accepted, month_index(self.settings, accepted.event), document))
+            pending.append(_Pending(accepted, index, document))
         return pending, heads
 
-    async def _not_yet_stored(self, batch: Sequence[Accepted]) -> list[Accepted]:
+    async def _not_yet_stored(
+        self, batch: Sequence[Accepted], documents: dict[str, tuple[str, dict[str, Any]]]
+    ) -> list[Accepted]:
         """The batch without repeated ``event_id``s and without those already in the history.
 
         ``mget`` is real-time (no refresh needed), so a redelivery right after a crash is caught.
@@ -173,9 +179,7 @@ class HistoryWriter:
             unique.setdefault(accepted.event_id, accepted)
         if not unique:
             return []
-        stored = await self._stored_ids(
-            [(month_index(self.settings, a.event), a.event_id) for a in unique.values()]
-        )
+        stored = await self._stored_ids([(documents[event_id][0], event_id) for event_id in unique])
         return [a for a in unique.values() if a.event_id not in stored]
 
     async def _stored_ids(self, locations: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
