@@ -39,7 +39,7 @@ unit: $(STAMP)
 # Speed figures as ratios to a baseline measured in the same run (see bench/).
 bench: $(STAMP)
 	$(BIN)/python -m bench.history_bench
-	$(BIN)/python -m bench.detection_bench
+	$(BIN)/python -m bench.worker_bench
 
 stack-down: $(STAMP)
 	$(BIN)/guetteur stack down
