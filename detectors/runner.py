@@ -161,16 +161,26 @@ def log_error(name: str, event_id: str, exc: Exception) -> None:
 
 
 class AlertBook:
-    """Incidents by alert id: each new single-evidence alert merged into its incident."""
+    """Incidents by alert id: each new single-evidence alert merged into its incident.
 
-    def __init__(self) -> None:
+    ``known`` looks up an incident merged earlier and kept elsewhere (the worker's incidents
+    table); offline, everything is in the book. One merging for the worker and ``detect``.
+    """
+
+    def __init__(self, known: Callable[[str], Alert | None] | None = None) -> None:
         self.alerts: dict[str, Alert] = {}
+        self.known = known or (lambda alert_id: None)
+        self.new: set[str] = set()  # incidents this book opened (not known before)
 
     def add(self, alerts: Iterable[Alert]) -> list[Alert]:
         """Merge; return the incidents that changed (each once)."""
         changed: dict[str, Alert] = {}
         for alert in alerts:
             current = self.alerts.get(alert.alert_id)
+            if current is None:
+                current = self.known(alert.alert_id)
+                if current is None:
+                    self.new.add(alert.alert_id)
             merged = alert if current is None else merge(current, alert)
             if merged is not current:
                 self.alerts[alert.alert_id] = merged

@@ -6,9 +6,8 @@ and testable without Kafka.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import cache, partial
 from typing import Any
@@ -16,19 +15,16 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from detectors.base import Detector
 from detectors.policy import load_policy
 from detectors.registry import all_detectors
 from streams import metrics
 from streams.backoff import Backoff
 from streams.detection import agents as detection_agents
-from streams.detection.agents import backlog, detector_failed, send_ticks
-from streams.detection.routing import route
-from streams.detection.watermark import SourceProgress
+from streams.detection.routing import key_partitioner
 from streams.elastic import async_client
 from streams.history.checkpoints import Checkpointer, ensure_separate, load_checkpoint_keys
-from streams.history.writer import Accepted, ChainHeads, HistoryWriter, Refused
-from streams.ingest import DeadLetters, refused_letters, triage
+from streams.history.writer import ChainHeads, HistoryWriter
+from streams.ingest import DeadLetters, Forwarder, IngestStage
 from streams.pseudonym import load_pseudonymizer
 from streams.settings import Settings
 from streams.topics import partition_count
@@ -43,7 +39,6 @@ def create_app(settings: Settings) -> faust.App:
     checkpoint_keys = load_checkpoint_keys(settings)
     ensure_separate(checkpoint_keys, [pseudonymizer.current, *pseudonymizer.previous])
     heads = ChainHeads()
-    source_progress = SourceProgress(settings.idle_seconds)
     metrics.WORKER_UP.labels(settings.app_id).set(1)
     detectors = all_detectors(load_policy(settings.policy_file))
     app = faust.App(
@@ -61,70 +56,44 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.kafka_session_timeout,
+        # Keys are placed by CRC-32 (a C call) rather than Kafka's murmur2 (pure Python here):
+        # the tables' entries and the events forwarded to them agree (streams.detection.routing).
+        producer_partitioner=key_partitioner,
     )
     events_topic = app.topic(settings.topic_events, value_type=bytes, value_serializer="raw")
     dlq_topic = app.topic(settings.topic_dlq, value_type=bytes, value_serializer="raw")
     detect_topic = detection_agents.install(
         app, settings, detectors, cache(lambda: partition_count(settings, settings.topic_events))
     )
-    clock_sent: dict[int, datetime] = {}
-
-    async def advance_clock(messages: Sequence[Any], accepted: list[Accepted]) -> None:
-        """Only now, with these events delivered to the detectors, may the clock cover them."""
-        times = {(a.partition, a.offset): a.event.timestamp for a in accepted}
-        for message in messages:
-            position = (message.partition, message.offset)
-            source_progress.observe(*position, times.get(position))
-        behind = await backlog(app, settings.topic_events, source_progress)
-        progress = source_progress.progress(behind)
-        if progress and progress != clock_sent:
-            await send_ticks(detect_topic, settings.topic_partitions, progress)
-            clock_sent.clear()
-            clock_sent.update(progress)
+    forwarder = Forwarder(app, settings, detectors, detect_topic)
+    dead_letters = DeadLetters(dlq_topic, settings, Backoff())
 
     @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]
     async def tick_in_silence() -> None:
         """The clock moves with the wall clock while sources are quiet (idle advancement)."""
         try:
-            await advance_clock([], [])
+            await forwarder.tick()
         except Exception:  # the next tick tries again; a timer that raises would stop for good
             log.exception("clock tick failed")
 
-    dead_letters = DeadLetters(dlq_topic, settings, Backoff())
-    bounds = settings.event_time_bounds()
-
     @app.agent(events_topic, name="ingest")
     async def ingest(stream: Any) -> AsyncIterator[int]:
-        """Validate each message; dead-letter the bad ones; index the good ones in bulk.
+        """Each batch through the ingest stage (``streams.ingest``), then a checkpoint if due.
 
         ``take_events`` acks a batch only when the loop comes back for the next one, i.e. after
-        the dead letters are delivered and Elasticsearch acknowledged the documents (the writer
-        retries until it does: it never raises on an Elasticsearch error). Whatever else fails
-        retries the whole batch, which is idempotent (documents and alerts are keyed): an
-        exception escaping here would have Faust commit the batch unprocessed.
+        the dead letters, the documents and the forwarded events are all acknowledged (the
+        writer retries until Elasticsearch answers). Whatever else fails retries the whole
+        batch, which is idempotent (documents and alerts are keyed): an exception escaping
+        here would have Faust commit the batch unprocessed.
         """
         client = async_client(settings)
         backoff = Backoff()
         writer = HistoryWriter(client, settings, heads, backoff)
+        stage = IngestStage(settings, pseudonymizer, writer, dead_letters, forwarder)
         checkpointer = Checkpointer(client, settings, checkpoint_keys[0], backoff)
 
         async def handle(messages: list[Any]) -> int:
-            accepted, letters = triage(messages, pseudonymizer, bounds, datetime.now(UTC))
-            await dead_letters.send(letters)
-            result = await writer.write(accepted)
-            await dead_letters.send(refused_letters(result.refused, messages))
-            await _route(accepted, result.refused, detectors, detect_topic)
-            await advance_clock(messages, accepted)
-            metrics.HISTORY_DOCUMENTS.inc(result.written)
-            metrics.HISTORY_DUPLICATES.inc(result.duplicates)
-            log.info(
-                "batch indexed",
-                extra={
-                    "batch.size": len(messages),
-                    "batch.indexed": result.written,
-                    "batch.duplicates": result.duplicates,
-                },
-            )
+            result = await stage.handle(messages)
             await checkpointer.maybe_write(heads.heads, datetime.now(UTC))
             return result.written
 
@@ -146,7 +115,7 @@ def create_app(settings: Settings) -> faust.App:
         """
         mine = [tp.partition for tp in partitions if tp.topic == settings.topic_events]
         heads.forget(mine)
-        source_progress.forget(mine)
+        forwarder.forget(mine)
 
     app.on_partitions_revoked.connect(forget_chain_heads)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(forget_chain_heads)  # type: ignore[arg-type]
@@ -156,23 +125,3 @@ def create_app(settings: Settings) -> faust.App:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return app
-
-
-async def _route(
-    accepted: list[Accepted],
-    refused: list[Refused],
-    detectors: dict[str, Detector[Any]],
-    detect_topic: Any,
-) -> None:
-    """Hand each stored event to every detector that wants it, keyed by that detector's key."""
-    left_out = {r.accepted.event_id for r in refused}
-    deliveries = []
-    for item in accepted:
-        if item.event_id in left_out:
-            continue
-        for routed in route(detectors, item.event, detector_failed):
-            deliveries.append(
-                await detect_topic.send(key=routed.message_key, value=routed.encode())
-            )
-    if deliveries:
-        await asyncio.gather(*deliveries)

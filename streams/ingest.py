@@ -17,16 +17,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import faust
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
+from detectors.base import Detector
 from detectors.models import AccessEvent
 from streams import metrics
 from streams.backoff import Backoff
 from streams.dead_letters import PAYLOAD, REFERENCE, REPLAYED_FROM, headers_for
 from streams.decode import EventTimeBounds, Reason, Rejected, decode
-from streams.history.writer import Accepted, Refused
+from streams.detection import routing
+from streams.detection.agents import detector_failed
+from streams.detection.watermark import SourceProgress
+from streams.history.writer import Accepted, HistoryWriter, Refused, WriteResult
 from streams.pseudonym import Pseudonymizer, pseudonymise
 from streams.settings import Settings
+from streams.topics import send_all
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +142,148 @@ class DeadLetters:
                 raise
 
         await self.backoff.call("dead letter", deliver)
+
+
+class IngestStage:
+    """What the ingest agent does with each batch.
+
+    Verdicts, dead letters, then the history write and the forwarding to detection side by
+    side (an Elasticsearch outage delays both, never loses), and the history's refusals
+    dead-lettered. The caller acknowledges the batch after.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        pseudonymizer: Pseudonymizer,
+        writer: HistoryWriter,
+        dead_letters: DeadLetters,
+        forwarder: Forwarder,
+    ):
+        self.pseudonymizer = pseudonymizer
+        self.bounds = settings.event_time_bounds()
+        self.writer = writer
+        self.dead_letters = dead_letters
+        self.forwarder = forwarder
+
+    async def handle(self, messages: list[Any]) -> WriteResult:
+        accepted, letters = triage(messages, self.pseudonymizer, self.bounds, datetime.now(UTC))
+        await self.dead_letters.send(letters)
+        result, _ = await asyncio.gather(
+            self.writer.write(accepted), self.forwarder.forward(messages, accepted)
+        )
+        await self.dead_letters.send(refused_letters(result.refused, messages))
+        metrics.HISTORY_DOCUMENTS.inc(result.written)
+        metrics.HISTORY_DUPLICATES.inc(result.duplicates)
+        log.info(
+            "batch indexed",
+            extra={
+                "batch.size": len(messages),
+                "batch.indexed": result.written,
+                "batch.duplicates": result.duplicates,
+            },
+        )
+        return result
+
+
+class Forwarder:
+    """Accepted events to the detect partitions that need them, with the clock's progress."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        detectors: dict[str, Detector[Any]],
+        detect_topic: Any,
+    ):
+        self.app = app
+        self.settings = settings
+        self.detectors = detectors
+        self.detect_topic = detect_topic
+        self.progress = SourceProgress(settings.idle_seconds)
+        self._told: dict[int, datetime] = {}  # the progress last sent to detection
+        # Held from observing a batch until its messages are delivered, so a tick of the
+        # timer never claims progress for events still on their way.
+        self._lock = asyncio.Lock()
+
+    async def forward(self, messages: Sequence[Any], accepted: Sequence[Accepted]) -> None:
+        """One message per detect partition (never one per event): the batch's events it
+        needs, and the progress they bring the clock to."""
+        async with self._lock:
+            before = self.progress.snapshot()
+            try:
+                times = {(a.partition, a.offset): a.event.timestamp for a in accepted}
+                for message in messages:
+                    position = (message.partition, message.offset)
+                    self.progress.observe(*position, times.get(position))
+                progress = await self._measured()
+                outgoing = routing.forward(
+                    (a.event for a in accepted),
+                    self.detectors,
+                    self.settings.topic_partitions,
+                    progress,
+                    detector_failed,
+                )
+                await send_all(
+                    self.detect_topic,
+                    [(None, value, p) for p, values in outgoing.items() for value in values],
+                )
+            except BaseException:
+                self.progress.restore(before)  # the batch will come again: claim nothing
+                raise
+            self._told = progress
+
+    async def tick(self) -> None:
+        """The progress alone, when it moved without events (idle advancement)."""
+        async with self._lock:
+            progress = await self._measured()
+            if not progress or progress == self._told:
+                return
+            tick = routing.tick_only(progress)
+            partitions = range(self.settings.topic_partitions)
+            await send_all(self.detect_topic, [(None, tick, p) for p in partitions])
+            self._told = progress
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        self.progress.forget(partitions)
+
+    async def _measured(self) -> dict[int, datetime]:
+        behind = await backlog(self.app, self.settings.topic_events, self.progress)
+        return self.progress.progress(behind)
+
+
+async def backlog(app: faust.App, topic: str, progress: SourceProgress) -> dict[int, bool]:
+    """Per assigned partition of ``topic``: are there events this worker has not handled yet?"""
+    behind = {}
+    for tp in app.consumer.assignment():
+        if tp.topic != topic:
+            continue
+        highwater = app.consumer.highwater(tp)
+        handled = progress.next_offset.get(tp.partition)
+        if handled is None:  # asked once per assignment: it may wait on the consumer thread
+            handled = await _resumed_from(app.consumer, tp)
+            if handled is not None:
+                progress.next_offset[tp.partition] = handled
+        behind[tp.partition] = highwater is None or handled is None or handled < highwater
+        if highwater is not None and handled is not None:
+            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - handled))
+    return behind
+
+
+async def _resumed_from(consumer: Any, tp: Any) -> int | None:
+    """Where this worker started reading a partition it has handled nothing of yet.
+
+    Not the fetch position: messages already fetched may wait unhandled in Faust's buffers,
+    and a partition judged caught up too early would let the clock claim the wall clock over
+    them. The group's committed offset (Faust's record of it, set when the partition was
+    assigned) is where handling resumes; with none, the partition's first offset.
+    """
+    committed = consumer._committed_offset.get(tp)
+    if committed is not None:
+        return int(committed)
+    earliest = await consumer.earliest_offsets(tp)
+    found = earliest.get(tp)
+    return None if found is None else int(found)
 
 
 def reference(message: Any) -> bytes:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import suppress
+from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -88,3 +90,13 @@ def partition_count(settings: Settings, topic: str) -> int:
     if not isinstance(partitions, list) or not partitions:
         raise TopicError(f"topic {topic} has no partitions; was it created (guetteur worker does)?")
     return len(partitions)
+
+
+async def send_all(topic: Any, messages: list[tuple[Any, ...]]) -> None:
+    """Send (key, value[, partition]) messages, then wait until every one is delivered."""
+    deliveries = [
+        await topic.send(key=key, value=value, partition=rest[0] if rest else None)
+        for key, value, *rest in messages
+    ]
+    if deliveries:
+        await asyncio.gather(*deliveries)

@@ -20,18 +20,19 @@ from typing import Any, TypeVar
 import aiohttp
 import faust
 
-from detectors.alerts import Alert, merge
+from detectors.alerts import Alert
 from detectors.base import Detector
-from detectors.runner import SEPARATOR, Runner, log_error
+from detectors.runner import SEPARATOR, AlertBook, Runner, log_error
 from streams import metrics
 from streams.backoff import Backoff
 from streams.detection import routing
 from streams.detection.sink import AlertSink
 from streams.detection.states import TableStates
-from streams.detection.watermark import DetectClock, SourceProgress, encode_tick
+from streams.detection.watermark import DetectClock
 from streams.elastic import async_client
 from streams.paging import Pager
 from streams.settings import Settings
+from streams.topics import send_all
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,9 @@ def install(
     source_partitions: Callable[[], int],
 ) -> Any:
     """Register the topics, tables and agents of detection; return the detect topic."""
-    detect_topic = app.topic(settings.detect_topic, key_serializer="json", value_serializer="raw")
+    detect_topic = app.topic(settings.detect_topic, key_serializer="raw", value_serializer="raw")
     parts_topic = app.topic(
-        settings.alert_parts_topic, key_serializer="json", value_serializer="raw"
+        settings.alert_parts_topic, key_serializer="raw", value_serializer="raw"
     )
     alerts_topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
     states_table = _table(app, "detector-states", settings)
@@ -71,6 +72,8 @@ def install(
 
     @app.agent(detect_topic, name="detect")
     async def detect(stream: Any) -> AsyncIterator[int]:
+        """Forwarded batches in, the detectors over them, alerts out to their incidents'
+        partitions; states written once per batch, before the batch is acknowledged."""
         runner: Runner | None = None
         states: TableStates | None = None
         clock = DetectClock(source_partitions())
@@ -83,16 +86,20 @@ def install(
                 runner.clock = reached
                 rebalanced["detect"] = False
             alerts: list[Alert] = []
+            routed = 0
             for event in batch:
-                item = _decoded(routing.decode, event.message)
-                if isinstance(item, dict):
-                    clock.tick(event.message.partition, item)
-                elif item is not None:
-                    alerts += runner.step(item.detector, item.key, item.event)
+                forwarded = _decoded(routing.decode, event.message)
+                if forwarded is None:
+                    continue
+                for index, name, key in forwarded.routes:
+                    alerts += runner.step(name, key, forwarded.events[index])
+                routed += len(forwarded.routes)
+                clock.tick(event.message.partition, forwarded.progress)
             now = clock.now(_assigned(app, settings.detect_topic))
             if now is not None:
                 alerts += runner.advance(now)
-            await _send_all(parts_topic, [(a.alert_id, _encoded(a)) for a in alerts])
+            parts = routing.alert_parts(alerts, settings.topic_partitions)
+            await send_all(parts_topic, [(None, value, p) for p, value in parts.items()])
             written = states.flush()
             sizes.maybe_report(states_table)
             metrics.ALERT_FINDINGS.inc(len(alerts))
@@ -100,11 +107,16 @@ def install(
                 "detect batch",
                 extra={
                     "batch.size": len(batch),
+                    "batch.routed": routed,
                     "batch.alerts": len(alerts),
                     "batch.states": written,
                 },
             )
             yield len(alerts)
+
+    def known_incident(alert_id: str) -> Alert | None:
+        stored = incidents_table.get(alert_id)
+        return None if stored is None else Alert.model_validate_json(json.dumps(stored))
 
     @app.agent(parts_topic, name="incidents")
     async def incidents(stream: Any) -> AsyncIterator[int]:
@@ -114,14 +126,17 @@ def install(
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
-                changed, new = _merge_batch(incidents_table, batch)
+                book = AlertBook(known_incident)
+                for event in batch:
+                    book.add(_decoded(routing.decode_alert_parts, event.message) or [])
+                changed = book.alerts
                 if changed:
                     await sink.write(list(changed.values()))
                     published = [(a.alert_id.encode(), _encoded(a)) for a in changed.values()]
-                    await _send_all(alerts_topic, published)
+                    await send_all(alerts_topic, published)
                     for alert_id, alert in changed.items():
                         incidents_table[alert_id] = alert.model_dump(mode="json")
-                    _count(changed, new)
+                    _count(changed, book.new)
                     log.info("incidents updated", extra={"alerts.updated": len(changed)})
                 yield len(changed)
         finally:
@@ -172,47 +187,6 @@ def _assigned(app: faust.App, topic: str) -> set[int]:
     return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
 
 
-async def backlog(app: faust.App, topic: str, progress: SourceProgress) -> dict[int, bool]:
-    """Per assigned partition of ``topic``: are there events this worker has not handled yet?"""
-    behind = {}
-    for tp in app.consumer.assignment():
-        if tp.topic != topic:
-            continue
-        highwater = app.consumer.highwater(tp)
-        handled = progress.next_offset.get(tp.partition)
-        if handled is None:  # asked once per assignment: it may wait on the consumer thread
-            handled = await _resumed_from(app.consumer, tp)
-            if handled is not None:
-                progress.next_offset[tp.partition] = handled
-        behind[tp.partition] = highwater is None or handled is None or handled < highwater
-        if highwater is not None and handled is not None:
-            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - handled))
-    return behind
-
-
-async def _resumed_from(consumer: Any, tp: Any) -> int | None:
-    """Where this worker started reading a partition it has handled nothing of yet.
-
-    Not the fetch position: messages already fetched may wait unhandled in Faust's buffers,
-    and a partition judged caught up too early would let the clock claim the wall clock over
-    them. The group's committed offset (Faust's record of it, set when the partition was
-    assigned) is where handling resumes; with none, the partition's first offset.
-    """
-    committed = consumer._committed_offset.get(tp)
-    if committed is not None:
-        return int(committed)
-    earliest = await consumer.earliest_offsets(tp)
-    found = earliest.get(tp)
-    return None if found is None else int(found)
-
-
-async def send_ticks(detect_topic: Any, partitions: int, progress: dict[int, datetime]) -> None:
-    """The source progress to every detect partition (after the events it covers were
-    delivered)."""
-    tick = encode_tick(progress)
-    await _send_all(detect_topic, [(None, tick, partition) for partition in range(partitions)])
-
-
 def detector_failed(name: str, event_id: str, exc: Exception) -> None:
     """A detector bug costs that detector that event (its state is left as it was)."""
     metrics.DETECTOR_ERRORS.labels(name).inc()
@@ -241,27 +215,6 @@ def _decoded(parse: Callable[[bytes], T], message: Any) -> T | None:
         return None
 
 
-def _merge_batch(table: Any, batch: Any) -> tuple[dict[str, Alert], set[str]]:
-    """Fold a batch of single alerts into their incidents: those that changed, and which of
-    them are new."""
-    changed: dict[str, Alert] = {}
-    new: set[str] = set()
-    for event in batch:
-        part = _decoded(Alert.model_validate_json, event.message)
-        if part is None:
-            continue
-        current = changed.get(part.alert_id)
-        if current is None:
-            stored = table.get(part.alert_id)
-            current = Alert.model_validate_json(json.dumps(stored)) if stored is not None else None
-            if current is None:
-                new.add(part.alert_id)
-        merged = part if current is None else merge(current, part)
-        if merged is not current:
-            changed[part.alert_id] = merged
-    return changed, new
-
-
 def _count(changed: dict[str, Alert], new: set[str]) -> None:
     now = datetime.now(UTC)
     for alert_id, alert in changed.items():
@@ -274,13 +227,3 @@ def _count(changed: dict[str, Alert], new: set[str]) -> None:
 
 def _encoded(alert: Alert) -> bytes:
     return alert.model_dump_json().encode()
-
-
-async def _send_all(topic: Any, messages: list[tuple[Any, ...]]) -> None:
-    """Send (key, value[, partition]) messages, then wait until every one is delivered."""
-    deliveries = [
-        await topic.send(key=key, value=value, partition=rest[0] if rest else None)
-        for key, value, *rest in messages
-    ]
-    if deliveries:
-        await asyncio.gather(*deliveries)

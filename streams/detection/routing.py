@@ -1,57 +1,129 @@
-"""Messages of the internal detect topic: one per (event, detector that wants it).
+"""The internal detect topic: one message per ingest batch and detect partition, not per event.
 
-Keyed by ``detector|key`` so every event of one key reaches the same partition, in order, and the
-table holding that key's state lives on the same partition (Faust's partitioner on both sides,
-with the same JSON-serialised key).
+Faust's per-message machinery, not Kafka, is the worker's ceiling (architecture.md: ~110 µs a
+message), so an event routed to two detectors as two messages cost the worker three times what
+reading it did. Here an ingest batch becomes one message per detect partition: the events
+that partition needs (each once, as JSON), which detector and key each goes to, and the source
+progress those events bring the clock to (``watermark``). A partition with nothing to do still
+gets the progress alone, so its clock moves.
+
+Where a key's events go and where its state is stored must agree: both are placed by
+``key_partitioner`` on the key as the tables serialise it (it is also the app's producer
+partitioner, which the tables use), so a key's state lives on the partition its events reach.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+import random
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from faust.serializers.codecs import dumps as faust_dumps
+from pydantic import TypeAdapter
+
+from detectors.alerts import Alert
 from detectors.base import Detector
 from detectors.models import AccessEvent
 from detectors.runner import routes, state_key
 from streams.detection.watermark import decode_tick
 
+# A forwarded message stays well under the broker's 1 MiB limit (one event is at most 64 KiB).
+MAX_MESSAGE_BYTES = 512 * 1024
+
+_ALERTS = TypeAdapter(list[Alert])
+
+
+def key_partitioner(key: bytes | None, all_partitions: Sequence[int], available: Any) -> int:
+    """The app's producer partitioner: CRC-32 of the key bytes (a C call, where Kafka's default
+    murmur2 is pure Python here); keyless messages go anywhere."""
+    if key is None:
+        return int(random.choice(list(available or all_partitions)))
+    return int(all_partitions[zlib.crc32(key) % len(all_partitions)])
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition of a table key (a detector state, an incident), as the table stores it."""
+    return zlib.crc32(faust_dumps("json", key)) % partitions
+
+
+@dataclass
+class _Outgoing:
+    events: list[str] = field(default_factory=list)
+    routes: list[tuple[int, str, str]] = field(default_factory=list)
+    size: int = 0
+
 
 @dataclass(frozen=True)
-class Routed:
-    detector: str
-    key: str
-    event: AccessEvent
+class Forwarded:
+    """One message of the detect topic, decoded: events parsed once, their routes, progress."""
 
-    @property
-    def message_key(self) -> str:
-        return state_key(self.detector, self.key)
-
-    def encode(self) -> bytes:
-        return json.dumps(
-            {
-                "detector": self.detector,
-                "key": self.key,
-                "event": self.event.model_dump(mode="json", exclude_none=True),
-            }
-        ).encode()
+    events: list[AccessEvent]
+    routes: list[tuple[int, str, str]]  # (index in events, detector, key)
+    progress: dict[int, datetime]
 
 
-def route(
+def forward(
+    events: Iterable[AccessEvent],
     detectors: dict[str, Detector[Any]],
-    event: AccessEvent,
+    partitions: int,
+    progress: Mapping[int, datetime],
     on_error: Callable[[str, str, Exception], None],
-) -> list[Routed]:
-    """One message per detector that wants the event, keyed by that detector's key."""
-    return [Routed(name, key, event) for name, key in routes(detectors, event, on_error)]
+) -> dict[int, list[bytes]]:
+    """The messages for each detect partition: the events it needs, then the progress."""
+    chunks: dict[int, list[_Outgoing]] = {p: [_Outgoing()] for p in range(partitions)}
+    for event in events:
+        encoded: str | None = None
+        placed: dict[int, int] = {}  # partition -> index of this event in its current chunk
+        for name, key in routes(detectors, event, on_error):
+            partition = partition_of(state_key(name, key), partitions)
+            if encoded is None:
+                encoded = event.model_dump_json(exclude_none=True)
+            current = chunks[partition][-1]
+            if partition not in placed:
+                if current.events and current.size + len(encoded) > MAX_MESSAGE_BYTES:
+                    current = _Outgoing()
+                    chunks[partition].append(current)
+                placed[partition] = len(current.events)
+                current.events.append(encoded)
+                current.size += len(encoded)
+            current.routes.append((placed[partition], name, key))
+    tick = {str(p): at.isoformat() for p, at in progress.items()}
+    # The progress rides on each partition's last message: it covers that partition's events.
+    return {
+        partition: [_encode(chunk, tick if chunk is outgoing[-1] else {}) for chunk in outgoing]
+        for partition, outgoing in chunks.items()
+    }
 
 
-def decode(raw: bytes) -> Routed | dict[int, datetime]:
-    """A routed event, or a tick: source partition -> progress (``watermark``)."""
+def _encode(chunk: _Outgoing, tick: dict[str, str]) -> bytes:
+    return json.dumps({"events": chunk.events, "routes": chunk.routes, "tick": tick}).encode()
+
+
+def decode(raw: bytes) -> Forwarded:
     data = json.loads(raw)
-    if "tick" in data:
-        return decode_tick(data)
-    event = AccessEvent.model_validate_json(json.dumps(data["event"]))
-    return Routed(data["detector"], data["key"], event)
+    events = [AccessEvent.model_validate_json(text) for text in data["events"]]
+    found = [(int(index), str(name), str(key)) for index, name, key in data["routes"]]
+    return Forwarded(events, found, decode_tick(data))
+
+
+def tick_only(progress: Mapping[int, datetime]) -> bytes:
+    """The progress alone, for partitions while the sources are quiet."""
+    return _encode(_Outgoing(), {str(p): at.isoformat() for p, at in progress.items()})
+
+
+def alert_parts(alerts: Iterable[Alert], partitions: int) -> dict[int, bytes]:
+    """Alerts grouped by the partition of their incident: one message per partition."""
+    grouped: dict[int, list[str]] = {}
+    for alert in alerts:
+        grouped.setdefault(partition_of(alert.alert_id, partitions), []).append(
+            alert.model_dump_json()
+        )
+    return {p: ("[" + ",".join(parts) + "]").encode() for p, parts in grouped.items()}
+
+
+def decode_alert_parts(raw: bytes) -> list[Alert]:
+    return _ALERTS.validate_json(raw)

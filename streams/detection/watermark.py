@@ -20,11 +20,12 @@ may arrive that much behind the newest one of its partition and still count.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+Snapshot = tuple[dict[int, datetime], dict[int, int], dict[int, float]]
 
 
 def _wall() -> datetime:
@@ -52,6 +53,13 @@ class SourceProgress:
             self.latest[partition] = at
         self.next_offset[partition] = max(self.next_offset.get(partition, 0), offset + 1)
         self.heard[partition] = self.monotonic()
+
+    def snapshot(self) -> Snapshot:
+        return dict(self.latest), dict(self.next_offset), dict(self.heard)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        latest, next_offset, heard = snapshot
+        self.latest, self.next_offset, self.heard = dict(latest), dict(next_offset), dict(heard)
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions gone to another worker: their progress is that worker's to tell."""
@@ -99,10 +107,6 @@ class DetectClock:
                 return None
             times.append(min(known.values()))
         return min(times)
-
-
-def encode_tick(progress: Mapping[int, datetime]) -> bytes:
-    return json.dumps({"tick": {str(p): at.isoformat() for p, at in progress.items()}}).encode()
 
 
 def decode_tick(data: Mapping[str, Any]) -> dict[int, datetime]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from streams.detection.watermark import DetectClock, SourceProgress, decode_tick, encode_tick
+from streams.detection.watermark import DetectClock, SourceProgress
 
 T = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 WALL = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -98,10 +98,19 @@ def test_the_detect_clock_waits_for_every_detect_partition_it_holds() -> None:
 
 
 def test_a_tick_survives_the_wire() -> None:
-    tick = {0: T, 3: T + timedelta(seconds=1)}
-    import json
+    from streams.detection.routing import decode, tick_only
 
-    assert decode_tick(json.loads(encode_tick(tick))) == tick
+    tick = {0: T, 3: T + timedelta(seconds=1)}
+    assert decode(tick_only(tick)).progress == tick
+
+
+def test_a_restored_snapshot_forgets_what_was_observed_since() -> None:
+    progress = Clocks().progress()
+    progress.observe(0, 3, T)
+    before = progress.snapshot()
+    progress.observe(0, 9, T + timedelta(hours=1))
+    progress.restore(before)
+    assert progress.latest == {0: T} and progress.next_offset == {0: 4}
 
 
 def test_a_partition_not_yet_handled_counts_from_the_committed_offset_not_the_fetch() -> None:
@@ -111,7 +120,7 @@ def test_a_partition_not_yet_handled_counts_from_the_committed_offset_not_the_fe
 
     from faust.types import TP
 
-    from streams.detection.agents import backlog
+    from streams.ingest import backlog
 
     tp = TP("events", 0)
 
