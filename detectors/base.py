@@ -36,7 +36,7 @@ LIFECYCLE = {
 class Pending(BaseModel):
     """An event whose decision waits until the event-time clock reaches ``due``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)  # shared by state snapshots
 
     due: AwareDatetime
     event: AccessEvent
@@ -64,7 +64,14 @@ class DetectorState(BaseModel):
 
     def is_idle(self) -> bool:
         """Nothing left to decide or remember: the key's state may be dropped."""
-        return self == type(self)()
+        kind = type(self)
+        idle = _IDLE.get(kind)
+        if idle is None:  # one empty state per kind, not one per call
+            idle = _IDLE[kind] = kind()
+        return self == idle
+
+
+_IDLE: dict[type[DetectorState], DetectorState] = {}
 
 
 def _copied(value: Any) -> Any:

@@ -74,7 +74,7 @@ class ExportFieldsDetector(BaseDetector):
 
 
 class PracticeExport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)  # shared by state snapshots
 
     practice_id: str
     at: AwareDatetime

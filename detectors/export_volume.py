@@ -19,7 +19,7 @@ from detectors.models import AccessEvent
 
 
 class Export(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)  # shared by state snapshots
 
     at: AwareDatetime
     records: int

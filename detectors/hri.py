@@ -20,7 +20,7 @@ from detectors.models import AccessEvent, Action, DataCategory
 
 
 class Download(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)  # shared by state snapshots
 
     at: AwareDatetime
     patient: str

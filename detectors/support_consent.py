@@ -21,7 +21,7 @@ SESSION_MEMORY = timedelta(days=1)
 
 
 class Grant(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)  # shared by state snapshots
 
     at: AwareDatetime
     by: str

@@ -87,6 +87,7 @@ def install(
                 rebalanced["detect"] = False
             alerts: list[Alert] = []
             routed = 0
+            started = time.monotonic()
             for event in batch:
                 forwarded = _decoded(routing.decode, event.message)
                 if forwarded is None:
@@ -98,9 +99,12 @@ def install(
             now = clock.now(_assigned(app, settings.detect_topic))
             if now is not None:
                 alerts += runner.advance(now)
+            detected = time.monotonic()
             parts = routing.alert_parts(alerts, settings.topic_partitions)
             await send_all(parts_topic, [(None, value, p) for p, value in parts.items()])
+            sent = time.monotonic()
             written = states.flush()
+            flushed = time.monotonic()
             sizes.maybe_report(states_table)
             metrics.ALERT_FINDINGS.inc(len(alerts))
             log.info(
@@ -110,6 +114,9 @@ def install(
                     "batch.routed": routed,
                     "batch.alerts": len(alerts),
                     "batch.states": written,
+                    "batch.detect_s": round(detected - started, 3),
+                    "batch.send_s": round(sent - detected, 3),
+                    "batch.flush_s": round(flushed - sent, 3),
                 },
             )
             yield len(alerts)
