@@ -253,37 +253,28 @@ class Forwarder:
 
 
 async def backlog(app: faust.App, topic: str, progress: SourceProgress) -> dict[int, bool]:
-    """Per assigned partition of ``topic``: are there events this worker has not handled yet?"""
+    """Per assigned partition of ``topic``: are there events this worker has not handled yet?
+
+    A partition is caught up when everything up to its high-water mark was fetched *and* no
+    message of it waits unacknowledged in Faust's buffers: a message is acknowledged only after
+    its batch went through the ingest stage, so a fetched but unhandled one keeps the partition
+    behind, and the clock cannot claim the wall clock over it. (Not the group's committed
+    offset: Faust does not always know it for a partition it was just given.)
+    """
+    unacked = {message.tp for message in app.consumer.unacked}
     behind = {}
     for tp in app.consumer.assignment():
         if tp.topic != topic:
             continue
         highwater = app.consumer.highwater(tp)
-        handled = progress.next_offset.get(tp.partition)
-        if handled is None:  # asked once per assignment: it may wait on the consumer thread
-            handled = await _resumed_from(app.consumer, tp)
-            if handled is not None:
-                progress.next_offset[tp.partition] = handled
-        behind[tp.partition] = highwater is None or handled is None or handled < highwater
+        fetched = await app.consumer.position(tp)
+        behind[tp.partition] = (
+            highwater is None or fetched is None or fetched < highwater or tp in unacked
+        )
+        handled = progress.next_offset.get(tp.partition, fetched)
         if highwater is not None and handled is not None:
             metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - handled))
     return behind
-
-
-async def _resumed_from(consumer: Any, tp: Any) -> int | None:
-    """Where this worker started reading a partition it has handled nothing of yet.
-
-    Not the fetch position: messages already fetched may wait unhandled in Faust's buffers,
-    and a partition judged caught up too early would let the clock claim the wall clock over
-    them. The group's committed offset (Faust's record of it, set when the partition was
-    assigned) is where handling resumes; with none, the partition's first offset.
-    """
-    committed = consumer._committed_offset.get(tp)
-    if committed is not None:
-        return int(committed)
-    earliest = await consumer.earliest_offsets(tp)
-    found = earliest.get(tp)
-    return None if found is None else int(found)
 
 
 def reference(message: Any) -> bytes:

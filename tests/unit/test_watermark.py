@@ -113,8 +113,8 @@ def test_a_restored_snapshot_forgets_what_was_observed_since() -> None:
     assert progress.latest == {0: T} and progress.next_offset == {0: 4}
 
 
-def test_a_partition_not_yet_handled_counts_from_the_committed_offset_not_the_fetch() -> None:
-    """Fetched but unhandled messages must keep the partition 'behind' (no idle claim)."""
+def test_a_fetched_but_unhandled_message_keeps_its_partition_behind() -> None:
+    """Caught up means fetched to the high-water mark and nothing left unacknowledged."""
     import asyncio
     from types import SimpleNamespace
 
@@ -125,9 +125,9 @@ def test_a_partition_not_yet_handled_counts_from_the_committed_offset_not_the_fe
     tp = TP("events", 0)
 
     class Consumer:
-        def __init__(self, committed: int | None, earliest: int) -> None:
-            self._committed_offset = {tp: committed}
-            self.earliest = earliest
+        def __init__(self, position: int, unacked: int) -> None:
+            self._position = position
+            self.unacked = [SimpleNamespace(tp=tp) for _ in range(unacked)]
 
         def assignment(self) -> set[object]:
             return {tp}
@@ -136,16 +136,12 @@ def test_a_partition_not_yet_handled_counts_from_the_committed_offset_not_the_fe
             return 10
 
         async def position(self, _: object) -> int:
-            return 10  # everything fetched already
-
-        async def earliest_offsets(self, _: object) -> dict[object, int]:
-            return {tp: self.earliest}
+            return self._position
 
     def behind(consumer: Consumer) -> dict[int, bool]:
         app = SimpleNamespace(consumer=consumer)
         return asyncio.run(backlog(app, "events", Clocks().progress()))  # type: ignore[arg-type]
 
-    assert behind(Consumer(committed=4, earliest=0)) == {0: True}
-    assert behind(Consumer(committed=10, earliest=0)) == {0: False}
-    assert behind(Consumer(committed=None, earliest=0)) == {0: True}
-    assert behind(Consumer(committed=None, earliest=10)) == {0: False}  # empty partition
+    assert behind(Consumer(position=4, unacked=0)) == {0: True}  # still to fetch
+    assert behind(Consumer(position=10, unacked=3)) == {0: True}  # fetched, not handled
+    assert behind(Consumer(position=10, unacked=0)) == {0: False}
