@@ -80,6 +80,9 @@ def install(
         sizes = StateSizes(detectors)
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             if runner is None or states is None or rebalanced["detect"]:
+                # A partition given back to us is read again from its committed offset: the
+                # progress it told us before is ahead of the events we are about to re-read.
+                clock.forget()
                 states = TableStates(states_table, detectors)
                 reached = runner.clock if runner is not None else None
                 runner = Runner(detectors, states, on_error=detector_failed)

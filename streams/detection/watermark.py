@@ -96,6 +96,10 @@ class DetectClock:
             if source not in known or at > known[source]:
                 known[source] = at  # never backwards: a tick may repeat an older claim
 
+    def forget(self) -> None:
+        """After a rebalance: every detect partition tells its progress again as it is read."""
+        self.progress.clear()
+
     def now(self, assigned: set[int]) -> datetime | None:
         """The clock, or None while some source partition has not told its progress yet."""
         if not assigned:

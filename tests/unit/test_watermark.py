@@ -145,3 +145,13 @@ def test_a_fetched_but_unhandled_message_keeps_its_partition_behind() -> None:
     assert behind(Consumer(position=4, unacked=0)) == {0: True}  # still to fetch
     assert behind(Consumer(position=10, unacked=3)) == {0: True}  # fetched, not handled
     assert behind(Consumer(position=10, unacked=0)) == {0: False}
+
+
+def test_a_rebalance_forgets_what_detect_partitions_told() -> None:
+    """A partition given back is re-read from its committed offset: its old claims are ahead."""
+    clock = DetectClock(source_partitions=1)
+    clock.tick(0, {0: T + timedelta(hours=2)})
+    clock.forget()
+    assert clock.now({0}) is None
+    clock.tick(0, {0: T})
+    assert clock.now({0}) == T
