@@ -1,0 +1,124 @@
+"""Several workers sharing 8 partitions, one paused (its partitions lag), one SIGKILLed
+mid-stream: the alerts index ends equal to the offline runner's, each incident once.
+
+NOT YET PART OF THE SUITE (issue 11 is open): it passed 19 of 24 runs, and the other runs lost
+incidents or raised false ones, which `.ci/run` must not gamble on. Run it by hand, on the
+local stack, until it passes every time, then move it to tests/integration/:
+
+    .venv/bin/python -m pytest scripts/failover
+
+Before issue 11: 4 of 18 alerts lost for good with two workers and a kill, and each worker's
+clock followed the fastest partition it knew of, so a lagging partition's pending decisions
+could be taken early, on another worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.demo.simulate import simulate
+from streams.elastic import sync_client
+from streams.producer import publish
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from streams.worker_process import WorkerProcess
+from tests.helpers import free_ports, stored_history
+from tests.integration.test_detection_stream import ENV, comparable, indexed, offline
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 8
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_killed_or_lagging_raise_the_offline_incidents_once(
+    isolated: Settings, workers: int, tmp_path: Path
+) -> None:
+    os.environ["GUETTEUR_TOPIC_PARTITIONS"] = str(PARTITIONS)
+    try:
+        _scenario(Settings(), workers, tmp_path)
+    finally:
+        os.environ.pop("GUETTEUR_TOPIC_PARTITIONS", None)
+
+
+def _scenario(settings: Settings, workers: int, tmp_path: Path) -> None:
+    day = simulate(practices=12, days=2, seed=41)
+    expected = offline(day.events)
+    ensure_topics(settings)
+    publish(settings, settings.topic_events, [json.dumps(e).encode() for e in day.events])
+    client = sync_client(settings)
+    env = {**ENV, "GUETTEUR_BATCH_SIZE": "100", "GUETTEUR_TOPIC_PARTITIONS": str(PARTITIONS)}
+    ports = free_ports(workers)
+    running = [
+        WorkerProcess(
+            tmp_path / f"worker-{n}.log",
+            env={
+                **env,
+                "GUETTEUR_WEB_PORT": str(ports[n]),
+                "GUETTEUR_DATA_DIR": str(tmp_path / f"data-{n}"),
+            },
+        ).start()
+        for n in range(workers)
+    ]
+    victim, laggard, *others = running
+    try:
+        deadline = time.monotonic() + 120
+        while len(stored_history(client, settings)) < len(day.events) // 5:
+            assert all(w.alive() for w in running), _logs(tmp_path)
+            assert time.monotonic() < deadline, _logs(tmp_path)
+            time.sleep(0.2)
+        # One worker stops reading for a while (less than the session timeout): its
+        # partitions lag behind the others'.
+        assert laggard.proc is not None
+        laggard.proc.send_signal(signal.SIGSTOP)
+        time.sleep(4)
+        victim.kill()  # and another dies, mid-stream
+        time.sleep(2)
+        laggard.proc.send_signal(signal.SIGCONT)
+
+        found: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert all(w.alive() for w in [laggard, *others]), _logs(tmp_path)
+            found = indexed(client, settings)
+            done = all(
+                found.get(i, {}).get("event_count") == a["event_count"] for i, a in expected.items()
+            )
+            if done and len(found) >= len(expected):
+                time.sleep(3)  # anything extra still in flight would show now
+                found = indexed(client, settings)
+                break
+            time.sleep(1)
+    finally:
+        for worker in running:
+            if worker.proc is not None and worker.proc.poll() is None:
+                worker.proc.send_signal(signal.SIGCONT)
+            worker.stop()
+    # Nothing false, nothing lost.
+    assert comparable(found) == comparable(expected), _difference(found, expected)
+    client.indices.refresh(index=settings.alerts_index)
+    assert client.count(index=settings.alerts_index)["count"] == len(expected)  # each once
+    assert len(stored_history(client, settings)) == len(day.events)
+
+
+def _difference(found: dict[str, Any], expected: dict[str, Any]) -> str:
+    def brief(alert: dict[str, Any]) -> str:
+        return f"{alert['rule_id']} at {alert['timestamp']} ({alert['event_count']} events)"
+
+    ours, theirs = comparable(found), comparable(expected)
+    lost = [brief(a) for i, a in expected.items() if ours.get(i) != theirs[i]]
+    false = [brief(a) for i, a in found.items() if i not in expected]
+    return f"lost or incomplete: {lost}; not expected: {false}"
+
+
+def _logs(tmp_path: Path) -> str:
+    return "\n".join(
+        f"--- {log.name}\n{log.read_text()[-1500:]}" for log in sorted(tmp_path.glob("*.log"))
+    )
