@@ -40,6 +40,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.history_bench
 	$(BIN)/python -m bench.worker_bench
+	$(BIN)/python -m bench.latency_bench
 
 stack-down: $(STAMP)
 	$(BIN)/guetteur stack down

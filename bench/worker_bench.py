@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from elasticsearch import Elasticsearch, NotFoundError
+from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from detectors.models import AccessEvent
 from detectors.policy import load_policy
@@ -104,11 +104,14 @@ def run_baseline(mode: str, env: dict[str, str], total: int, workdir: Path) -> f
     return (n1 - n0) / (t1 - t0)
 
 
-def _count(client: Elasticsearch, index: str) -> int:
+def documents(client: Elasticsearch, index: str) -> int:
+    """Documents in ``index``; 0 while it does not exist or its shards are still starting."""
     try:
         return int(client.count(index=index)["count"])
-    except NotFoundError:
-        return 0
+    except ApiError as exc:
+        if exc.meta.status in (404, 503):
+            return 0
+        raise
 
 
 def _incidents(client: Elasticsearch, settings: Settings) -> dict[str, int]:
@@ -173,7 +176,7 @@ def run_worker(
                 raise SystemExit(f"the worker died:\n{log.read_text()[-2000:]}")
             if indexed_at is None:
                 client.indices.refresh(index=settings.history_index, ignore_unavailable=True)
-                if _count(client, settings.history_index) >= events:
+                if documents(client, settings.history_index) >= events:
                     indexed_at = time.time()
             elif all(_incidents(client, settings).get(i) == n for i, n in incidents.items()):
                 break

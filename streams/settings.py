@@ -136,7 +136,12 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=60, description="How often the clock is sent while sources are quiet."
     )
     batch_size: int = Field(default=500, ge=1, le=50_000)
-    batch_seconds: float = Field(default=1.0, gt=0)
+    batch_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        description="A batch waits at most this long to fill; each stage adds up to this to "
+        "the event-to-alert latency.",
+    )
     pseudonym_key: SecretStr | None = None
     pseudonym_key_id: str = "k1"
     pseudonym_key_file: Path | None = None
