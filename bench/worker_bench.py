@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +220,9 @@ def main() -> None:
         os.environ.update({k: v for k, v in env.items() if k.startswith("GUETTEUR_")})
         settings = Settings()
         ensure_topics(settings)
-        events = simulate(practices=args.practices, days=args.days, seed=3).events
+        # Days that have all passed: the worker refuses events stamped in its future.
+        first = date.today() - timedelta(days=args.days + 1)
+        events = simulate(practices=args.practices, days=args.days, start=first, seed=3).events
         incidents, routes = expected(events)
         publish(settings, settings.topic_events, [json.dumps(e).encode() for e in events])
         print(
