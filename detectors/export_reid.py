@@ -104,28 +104,36 @@ class CrossPracticeLinkageDetector(BaseDetector):
         if event.practice_id is None:
             return state, []
         state.exports.append(PracticeExport(practice_id=event.practice_id, at=event.timestamp))
+        if self._linked(state, event):
+            # Another practice's export already seen: later events cannot unlink the patient.
+            return state, self.report([self._finding(event)])
+        # Not yet: the other practice's export may arrive late; judged again then.
         self.wait(state, event, timedelta(0))
         return state, []
 
     def expire(self, state: LinkageState, now: datetime) -> tuple[LinkageState, list[Alert]]:
         window = timedelta(days=self.policy.export.linkage_days)
-        findings: list[Finding] = []
-        for export in self.due(state, now):
-            others = sorted(
-                {
-                    e.practice_id
-                    for e in state.exports
-                    if e.practice_id != export.practice_id
-                    and export.timestamp - window <= e.at <= export.timestamp
-                }
-            )
-            if others:
-                headline = (
-                    f"{export.actor.id} exported a patient key from practice "
-                    f"{export.practice_id} that was also exported from {', '.join(others)}: "
-                    "the patient is linkable across practices"
-                )
-                findings.append(self.finding(export, f"patient:{export.patient_id}", headline))
+        due = self.due(state, now)
+        findings = [self._finding(export) for export in due if self._linked(state, export)]
         oldest = now - window - self.policy.alerts.lateness
         state.exports = [e for e in state.exports if e.at > oldest]
         return state, self.report(findings)
+
+    def _linked(self, state: LinkageState, export: AccessEvent) -> bool:
+        window = timedelta(days=self.policy.export.linkage_days)
+        return any(
+            e.practice_id != export.practice_id
+            and export.timestamp - window <= e.at <= export.timestamp
+            for e in state.exports
+        )
+
+    def _finding(self, export: AccessEvent) -> Finding:
+        """The other practices are not named: which of them had arrived when the export was
+        judged depends on arrival order, and the incident must not (the history holds them)."""
+        days = self.policy.export.linkage_days
+        headline = (
+            f"{export.actor.id} exported a patient key from practice {export.practice_id} that "
+            f"another practice had exported within the previous {days} days: the patient is "
+            "linkable across practices"
+        )
+        return self.finding(export, f"patient:{export.patient_id}", headline)

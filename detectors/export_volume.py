@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from detectors.alerts import Alert, Severity
+from detectors.alerts import Alert, Finding, Severity
 from detectors.base import BaseDetector, DetectorState
 from detectors.models import AccessEvent
 
@@ -50,20 +50,29 @@ class UnusualVolumeDetector(BaseDetector):
         state.exports.append(export)
         day = _day(event.timestamp)
         state.daily[day] = state.daily.get(day, 0) + event.record_count
-        # Judged once every export up to this one's time has had the chance to arrive.
+        if self._over(state, event):
+            # Later exports can only add to the window: a threshold crossed stays crossed.
+            return state, self.report([self._finding(state, event)])
+        # Not yet: exports stamped before this one may still arrive; judged again then.
         self.wait(state, event, timedelta(0))
         return state, []
 
     def expire(self, state: VolumeState, now: datetime) -> tuple[VolumeState, list[Alert]]:
-        findings = []
-        for export in self.due(state, now):
-            in_window = self._window_total(state, export.timestamp)
-            threshold = self._threshold(state, export.timestamp)
-            if in_window > threshold:
-                headline = self._headline(export, in_window, threshold)
-                findings.append(self.finding(export, f"actor:{export.actor.id}", headline))
+        findings = [
+            self._finding(state, export)
+            for export in self.due(state, now)
+            if self._over(state, export)
+        ]
         self._forget_old(state, now)
         return state, self.report(findings)
+
+    def _over(self, state: VolumeState, export: AccessEvent) -> bool:
+        at = export.timestamp
+        return self._window_total(state, at) > self._threshold(state, at)
+
+    def _finding(self, state: VolumeState, export: AccessEvent) -> Finding:
+        headline = self._headline(export, self._threshold(state, export.timestamp))
+        return self.finding(export, f"actor:{export.actor.id}", headline)
 
     def _window_total(self, state: VolumeState, at: datetime) -> int:
         start = at - self.policy.export.volume_window
@@ -85,14 +94,15 @@ class UnusualVolumeDetector(BaseDetector):
         oldest_day = _day(now).toordinal() - policy.baseline_days - 2
         state.daily = {d: n for d, n in state.daily.items() if d.toordinal() >= oldest_day}
 
-    def _headline(self, export: AccessEvent, total: int, threshold: float) -> str:
+    def _headline(self, export: AccessEvent, threshold: float) -> str:
+        """Says "more than" the threshold, not the total: the total seen depends on how many of
+        the window's exports had arrived when it was judged, the crossing does not."""
         hours = self.policy.export.volume_window_hours
         return (
-            f"{export.actor.role.value} {export.actor.id} exported or downloaded {total} patient "
-            f"records within {hours:g} h (last: {export.action.value} of "
-            f"{export.record_count} from practice {export.practice_id}), above the alert "
-            f"threshold of {threshold:g} (floor, or {self.policy.export.baseline_multiplier:g}x "
-            "their median daily volume)"
+            f"{export.actor.role.value} {export.actor.id} exported or downloaded more than "
+            f"{threshold:g} patient records within {hours:g} h (this one: {export.action.value} of "
+            f"{export.record_count} from practice {export.practice_id}); the threshold is the "
+            f"floor or {self.policy.export.baseline_multiplier:g}x their median daily volume"
         )
 
 
