@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -27,7 +28,7 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Refused incidents kept in memory for ``Pager.retry_held``, at most.
+# Refused incidents kept for ``Pager.retry_held``, at most.
 HELD_MAX = 1000
 
 
@@ -87,11 +88,20 @@ class RefusedError(Exception):
 
 
 class Pager:
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession, backoff: Backoff):
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        backoff: Backoff,
+        held_file: Path | None = None,
+    ):
+        """``held_file``: where refused incidents are kept, so a restart of the worker before
+        the receiver is fixed does not forget them (their alerts-topic offsets are committed)."""
         self.settings = settings
         self.session = session
         self.backoff = backoff
-        self.held: dict[str, Alert] = {}
+        self.held_file = held_file
+        self.held: dict[str, Alert] = _load_held(held_file)
 
     def wanted(self, alerts: Sequence[Alert]) -> list[Alert]:
         """The latest version of each incident whose severity pages."""
@@ -118,7 +128,9 @@ class Pager:
 
     async def retry_held(self) -> int:
         held, self.held = list(self.held.values()), {}
-        return await self.page(held) if held else 0
+        delivered = await self.page(held) if held else 0
+        self._save_held()  # what was refused again is held again
+        return delivered
 
     async def _page_alertmanager(self, wanted: list[Alert]) -> int:
         now = datetime.now(UTC)
@@ -157,6 +169,15 @@ class Pager:
         self.held[alert.alert_id] = alert
         while len(self.held) > HELD_MAX:  # the oldest go first; they stay in the alerts index
             del self.held[next(iter(self.held))]
+        self._save_held()
+
+    def _save_held(self) -> None:
+        if self.held_file is None:
+            return
+        lines = "".join(alert.model_dump_json() + "\n" for alert in self.held.values())
+        partial = self.held_file.with_suffix(".tmp")
+        partial.write_text(lines)
+        partial.replace(self.held_file)  # never half a file
 
     async def _deliver(self, receiver: str, url: str, body: Any) -> None:
         """Deliver, retrying outages with back-off; raise ``RefusedError`` on a permanent 4xx."""
@@ -180,3 +201,26 @@ class Pager:
             raise refusal
         metrics.PAGES.labels(receiver, "delivered").inc(len(body))
         log.info("paged", extra={"page.receiver": receiver, "page.alerts": len(body)})
+
+
+def _load_held(path: Path | None) -> dict[str, Alert]:
+    """The incidents a previous run held; an unreadable line is logged and skipped, not fatal."""
+    if path is None or not path.exists():
+        return {}
+    held: dict[str, Alert] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            alert = Alert.model_validate_json(line)
+        except ValueError as exc:
+            log.error(
+                "held page unreadable; skipped (the incident stays in the alerts index)",
+                extra={"page.held_file": str(path), "line": number, "error": str(exc)[:200]},
+            )
+            continue
+        held[alert.alert_id] = alert
+    if held:
+        log.warning(
+            "pages refused before the restart are held; send SIGHUP once the receiver is fixed",
+            extra={"page.held": len(held)},
+        )
+    return held

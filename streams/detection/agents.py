@@ -156,7 +156,7 @@ def install(
     async def page(stream: Any) -> AsyncIterator[int]:
         """Incidents to on-call; its own agent, so an Alertmanager outage delays only paging."""
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            pager = Pager(settings, session, Backoff())
+            pager = Pager(settings, session, Backoff(), settings.worker_dir() / "held-pages.jsonl")
             # SIGHUP: the receiver was fixed; send the incidents it refused again.
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGHUP, lambda: asyncio.ensure_future(pager.retry_held())

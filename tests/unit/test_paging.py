@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -93,7 +94,9 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 @asynccontextmanager
-async def _paging(routes: Mapping[str, Handler]) -> AsyncIterator[tuple[Pager, list[float]]]:
+async def _paging(
+    routes: Mapping[str, Handler], held_file: Path | None = None
+) -> AsyncIterator[tuple[Pager, list[float]]]:
     """A pager talking to a real local HTTP server with these routes (Alertmanager's, and a
     webhook at ``/hook`` if given); its back-off records its pauses instead of sleeping."""
     port = free_ports(1)[0]
@@ -114,7 +117,7 @@ async def _paging(routes: Mapping[str, Handler]) -> AsyncIterator[tuple[Pager, l
     )
     try:
         async with aiohttp.ClientSession() as session:
-            yield Pager(settings, session, Backoff(sleep=sleep)), pauses
+            yield Pager(settings, session, Backoff(sleep=sleep), held_file), pauses
     finally:
         await runner.cleanup()
 
@@ -172,3 +175,37 @@ def test_a_refused_page_is_not_retried_and_does_not_hold_the_others_back() -> No
     assert sorted(received) == ["ok-1", "ok-2"]
     assert pauses == []  # a permanent refusal is never retried
     assert held == ["bad"]
+
+
+def test_a_refused_page_outlives_a_restart_and_goes_out_once_the_receiver_is_fixed(
+    tmp_path: Path,
+) -> None:
+    """Its offset on the alerts topic is committed: only the held file remembers it."""
+    fixed = {"yes": False}
+    received: list[str] = []
+
+    async def alertmanager(request: web.Request) -> web.Response:
+        body = await request.json()
+        if not fixed["yes"] and any(a["labels"]["alert_id"] == "bad" for a in body):
+            return web.Response(status=400, text="bad alert")
+        received.extend(a["labels"]["alert_id"] for a in body)
+        return web.Response(status=200)
+
+    held_file = tmp_path / "held-pages.jsonl"
+
+    async def scenario() -> tuple[list[str], int]:
+        async with _paging({"/api/v2/alerts": alertmanager}, held_file) as (pager, _):
+            await pager.page([_alert(alert_id="bad")])
+        held_file.with_name("junk").write_text("")  # a stray file nearby changes nothing
+        with held_file.open("a") as out:
+            out.write("not an alert\n")  # a damaged line is skipped, not fatal
+        fixed["yes"] = True
+        async with _paging({"/api/v2/alerts": alertmanager}, held_file) as (restarted, _):
+            after_restart = list(restarted.held)
+            delivered = await restarted.retry_held()  # SIGHUP
+            return after_restart, delivered
+
+    after_restart, delivered = asyncio.run(scenario())
+    assert after_restart == ["bad"]
+    assert delivered == 1 and received == ["bad"]
+    assert held_file.read_text() == ""  # delivered: held no more
