@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.history_bench
 	$(BIN)/python -m bench.worker_bench
 	$(BIN)/python -m bench.latency_bench
+	$(BIN)/python -m bench.detect_bench
 
 stack-down: $(STAMP)
 	$(BIN)/guetteur stack down

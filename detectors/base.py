@@ -63,28 +63,44 @@ class DetectorState(BaseModel):
         return copied
 
     def is_idle(self) -> bool:
-        """Nothing left to decide or remember: the key's state may be dropped."""
-        kind = type(self)
-        idle = _IDLE.get(kind)
-        if idle is None:  # one empty state per kind, not one per call
-            idle = _IDLE[kind] = kind()
-        return self == idle
+        """Nothing left to decide or remember: the key's state may be dropped.
+
+        Every state's fields default to None or an empty container, so "as a fresh state" is
+        "every field None or empty": checked directly, not by building and comparing models
+        (this runs after every step)."""
+        return all(
+            value is None or (type(value) in _CONTAINERS and not value)
+            for value in self.__dict__.values()
+        )
 
 
-_IDLE: dict[type[DetectorState], DetectorState] = {}
+_CONTAINERS = (list, dict, set)
 
 
 def _copied(value: Any) -> Any:
-    if isinstance(value, list):
+    kind = type(value)
+    if kind is list:
         return [_copied(item) for item in value]
-    if isinstance(value, dict):
+    if kind is dict:
         return {key: _copied(item) for key, item in value.items()}
-    if isinstance(value, set):
+    if kind is set:
         return {_copied(item) for item in value}
     if isinstance(value, BaseModel) and not value.model_config.get("frozen"):
-        fields = type(value).model_fields
-        return value.model_copy(update={name: _copied(getattr(value, name)) for name in fields})
+        return _copied_model(value)
     return value
+
+
+def _copied_model(model: BaseModel) -> BaseModel:
+    """A pydantic model copied field by field, without ``model_copy``'s generic machinery (it
+    cost more than the detectors). States have no extra fields and no private attributes."""
+    kind = type(model)
+    copy = kind.__new__(kind)
+    setattr_ = object.__setattr__
+    setattr_(copy, "__dict__", {name: _copied(v) for name, v in model.__dict__.items()})
+    setattr_(copy, "__pydantic_fields_set__", set(model.__pydantic_fields_set__))
+    setattr_(copy, "__pydantic_extra__", model.__pydantic_extra__)
+    setattr_(copy, "__pydantic_private__", model.__pydantic_private__)
+    return copy
 
 
 class Detector(Protocol[S]):

@@ -41,8 +41,10 @@ class Runner:
         self.states: MutableMapping[str, DetectorState] = {} if states is None else states
         self.clock: datetime | None = None
         self._wakeups: list[tuple[datetime, str]] = []
-        for stored, state in self.states.items():  # a restarted worker: its pending decisions
-            self._schedule(stored, state)
+        for stored in list(self.states):  # a restarted worker: its pending decisions
+            state = self.states.get(stored)  # None: unreadable, dropped by the mapping
+            if state is not None:
+                self._schedule(stored, state)
 
     def routes(self, event: AccessEvent) -> list[tuple[str, str]]:
         """(detector name, key) for every detector that wants the event."""
@@ -201,12 +203,15 @@ def detect_stream(
     window (and the detectors' states), not by the input. An event later than the window is
     still fed, as the worker would: judged with what is left of its key's state."""
     runner, book = Runner(detectors), AlertBook()
-    held: list[tuple[datetime, int, AccessEvent]] = []
-    newest: datetime | None = None
+    # Keyed by POSIX seconds: comparing floats, not aware datetimes, keeps the heap cheap.
+    held: list[tuple[float, int, AccessEvent]] = []
+    window = reorder.total_seconds()
+    newest = float("-inf")
     for number, event in enumerate(events):
-        heapq.heappush(held, (event.timestamp, number, event))
-        newest = event.timestamp if newest is None else max(newest, event.timestamp)
-        while held and held[0][0] <= newest - reorder:
+        at = event.timestamp.timestamp()
+        heapq.heappush(held, (at, number, event))
+        newest = max(newest, at)
+        while held and held[0][0] <= newest - window:
             book.add(runner.feed(heapq.heappop(held)[2]))
     while held:
         book.add(runner.feed(heapq.heappop(held)[2]))

@@ -35,6 +35,9 @@ class Backoff:
         log.warning(
             "call failed, retrying",
             extra={"operation": what, "error": str(problem)[:500], "retry.in_s": delay},
+            # The first failure with its traceback: an outage reads the same each time, a bug
+            # must be findable.
+            exc_info=problem if attempt == 0 and isinstance(problem, BaseException) else None,
         )
         await self.sleep(delay)
 

@@ -12,13 +12,15 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+from faust.types import TP
 
 from detectors.base import Detector
 from detectors.models import AccessEvent
@@ -32,7 +34,7 @@ from streams.detection.watermark import SourceProgress
 from streams.history.writer import Accepted, HistoryWriter, Refused, WriteResult
 from streams.pseudonym import Pseudonymizer, pseudonymise
 from streams.settings import Settings
-from streams.topics import send_all
+from streams.topics import GroupOffsets, send_all
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +203,8 @@ class Forwarder:
         self.detectors = detectors
         self.detect_topic = detect_topic
         self.progress = SourceProgress(settings.idle_seconds)
-        self._told: dict[int, datetime] = {}  # the progress last sent to detection
+        self.backlog = Backlog(app, settings.topic_events, GroupOffsets(settings, settings.app_id))
+        self._told: tuple[int, dict[int, datetime]] = (0, {})  # last sent to detection
         # Held from observing a batch until its messages are delivered, so a tick of the
         # timer never claims progress for events still on their way.
         self._lock = asyncio.Lock()
@@ -211,6 +214,7 @@ class Forwarder:
         needs, and the progress they bring the clock to."""
         async with self._lock:
             before = self.progress.snapshot()
+            generation = self.app.consumer_generation_id  # before measuring: see DetectClock
             try:
                 times = {(a.partition, a.offset): a.event.timestamp for a in accepted}
                 for message in messages:
@@ -223,6 +227,7 @@ class Forwarder:
                     self.settings.topic_partitions,
                     progress,
                     detector_failed,
+                    generation,
                 )
                 await send_all(
                     self.detect_topic,
@@ -231,50 +236,97 @@ class Forwarder:
             except BaseException:
                 self.progress.restore(before)  # the batch will come again: claim nothing
                 raise
-            self._told = progress
+            self._told = (generation, progress)
 
     async def tick(self) -> None:
         """The progress alone, when it moved without events (idle advancement)."""
         async with self._lock:
+            generation = self.app.consumer_generation_id
             progress = await self._measured()
-            if not progress or progress == self._told:
+            if not progress or (generation, progress) == self._told:
                 return
-            tick = routing.tick_only(progress)
+            tick = routing.tick_only(progress, generation)
             partitions = range(self.settings.topic_partitions)
             await send_all(self.detect_topic, [(None, tick, p) for p in partitions])
-            self._told = progress
+            self._told = (generation, progress)
 
     def forget(self, partitions: Iterable[int]) -> None:
         self.progress.forget(partitions)
+        self._told = (0, {})  # the detect side forgets too: tell again
 
     async def _measured(self) -> dict[int, datetime]:
-        behind = await backlog(self.app, self.settings.topic_events, self.progress)
+        behind = await self.backlog.measure(self.progress)
         return self.progress.progress(behind)
 
 
-async def backlog(app: faust.App, topic: str, progress: SourceProgress) -> dict[int, bool]:
-    """Per assigned partition of ``topic``: are there events this worker has not handled yet?
+class Backlog:
+    """Per assigned source partition: are there events not yet handled?
 
-    A partition is caught up when everything up to its high-water mark was fetched *and* no
-    message of it waits unacknowledged in Faust's buffers: a message is acknowledged only after
-    its batch went through the ingest stage, so a fetched but unhandled one keeps the partition
-    behind, and the clock cannot claim the wall clock over it. (Not the group's committed
-    offset: Faust does not always know it for a partition it was just given.)
+    A partition is caught up when the events handled reach its high-water mark: those this
+    worker handled (observed by ``SourceProgress`` once their batch went through the ingest
+    stage), or, failing that, those the group committed (asked of the broker, at most every
+    ``ask_every`` seconds; a batch is committed only once handled, by whichever worker held
+    the partition then). With no commit at all, a partition whose first offset is its
+    high-water mark is empty. Never the fetch position: Faust fetches ahead and holds fetched
+    messages, untracked even, in its buffers; a clock trusting the position claimed the wall
+    clock over them (seen in a failover run).
     """
-    unacked = {message.tp for message in app.consumer.unacked}
-    behind = {}
-    for tp in app.consumer.assignment():
-        if tp.topic != topic:
-            continue
-        highwater = app.consumer.highwater(tp)
-        fetched = await app.consumer.position(tp)
-        behind[tp.partition] = (
-            highwater is None or fetched is None or fetched < highwater or tp in unacked
-        )
-        handled = progress.next_offset.get(tp.partition, fetched)
-        if highwater is not None and handled is not None:
-            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - handled))
-    return behind
+
+    def __init__(
+        self,
+        app: faust.App,
+        topic: str,
+        offsets: GroupOffsets,
+        ask_every: float = 0.5,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.app = app
+        self.topic = topic
+        self.offsets = offsets
+        self.ask_every = ask_every
+        self.monotonic = monotonic
+        self._asked = float("-inf")
+
+    async def measure(self, progress: SourceProgress) -> dict[int, bool]:
+        consumer = self.app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic == self.topic]
+        highwater: dict[int, int | None] = {tp.partition: consumer.highwater(tp) for tp in assigned}
+        handled = progress.next_offset
+        short = [
+            p for p, high in highwater.items() if high is not None and handled.get(p, -1) < high
+        ]
+        if short:
+            await self._ask_the_group(progress, short, highwater)
+        behind = {}
+        for partition, high in highwater.items():
+            done = handled.get(partition)
+            behind[partition] = high is None or done is None or done < high
+            if high is not None and done is not None:
+                metrics.CONSUMER_LAG.labels(str(partition)).set(max(0, high - done))
+        return behind
+
+    async def _ask_the_group(
+        self, progress: SourceProgress, short: list[int], highwater: dict[int, int | None]
+    ) -> None:
+        """Partitions short of their high-water mark by this worker's count: how far the group
+        has committed them (recorded only when that is the high-water mark)."""
+        now = self.monotonic()
+        if now - self._asked < self.ask_every:
+            return
+        self._asked = now
+        try:
+            committed = await self.offsets.committed(self.topic, short)
+            never = [TP(self.topic, p) for p in short if p not in committed]
+            first = await self.app.consumer.earliest_offsets(*never) if never else {}
+        except Exception as exc:  # asked again later; until then those partitions wait
+            log.warning("committed offsets unavailable", extra={"error": str(exc)[:200]})
+            return
+        reached = {**{tp.partition: offset for tp, offset in first.items()}, **committed}
+        handled = progress.next_offset
+        for partition, offset in reached.items():
+            high = highwater.get(partition)
+            if offset is not None and high is not None and offset >= high:
+                handled[partition] = max(handled.get(partition, 0), offset)
 
 
 def reference(message: Any) -> bytes:

@@ -126,6 +126,17 @@ class Pager:
             await self._page_webhook(wanted)
         return delivered
 
+    async def page_safely(self, alerts: Sequence[Alert]) -> int:
+        """``page``, but an error that is not the receiver's answer (a bug building the request,
+        say) holds these incidents instead of escaping: Faust would acknowledge the batch unpaged,
+        and a retry would fail the same way, holding every later page behind it."""
+        try:
+            return await self.page(alerts)
+        except Exception as exc:
+            for alert in self.wanted(alerts):
+                self._hold("pager", alert, exc)
+            return 0
+
     async def retry_held(self) -> int:
         held, self.held = list(self.held.values()), {}
         delivered = await self.page(held) if held else 0
@@ -160,7 +171,7 @@ class Pager:
             for alert in wanted:
                 self._hold("webhook", alert, refusal)
 
-    def _hold(self, receiver: str, alert: Alert, refusal: RefusedError) -> None:
+    def _hold(self, receiver: str, alert: Alert, refusal: Exception) -> None:
         metrics.PAGES.labels(receiver, "refused").inc()
         log.error(
             "page refused for good; not retried, held for a retry after the receiver is fixed",

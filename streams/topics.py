@@ -100,3 +100,56 @@ async def send_all(topic: Any, messages: list[tuple[Any, ...]]) -> None:
     ]
     if deliveries:
         await asyncio.gather(*deliveries)
+
+
+class GroupOffsets:
+    """The consumer group's committed offsets, as the broker holds them.
+
+    Faust keeps no reliable record of them for a partition it was just given (it forgets them
+    on revocation), so the clock asks the broker. One admin connection, opened on first use
+    and used from one thread at a time (calls are awaited one after the other).
+    """
+
+    def __init__(self, settings: Settings, group: str):
+        self.settings = settings
+        self.group = group
+        self._admin: KafkaAdminClient | None = None
+
+    async def committed(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        """Committed offset per partition; absent where the group has committed none."""
+        return await asyncio.to_thread(self._committed, topic, partitions)
+
+    def _committed(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        from kafka import TopicPartition
+
+        if self._admin is None:
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=self.settings.kafka_servers(), client_id="guetteur-offsets"
+            )
+        wanted = [TopicPartition(topic, p) for p in partitions]
+        found = self._admin.list_group_offsets({self.group: wanted}).get(self.group, {})
+        return {
+            tp.partition: meta.offset
+            for tp, meta in found.items()
+            if meta is not None and meta.offset is not None and meta.offset >= 0
+        }
+
+    def close(self) -> None:
+        if self._admin is not None:
+            with suppress(Exception):
+                self._admin.close()
+            self._admin = None
+
+
+async def await_metadata(app: Any, topics: list[str]) -> None:
+    """Wait until the producer knows these topics' partitions.
+
+    Faust places a table's changelog write with the producer's partitioner at once, from
+    whatever metadata the producer has; a worker that never wrote to that changelog before (a
+    fresh one, or one just given the table's partitions) has none, and the write raises
+    ``TypeError: 'NoneType' object is not iterable`` (seen in a failover run, for good: nothing
+    else makes the producer fetch it). aiokafka's ``partitions_for`` fetches it if needed.
+    """
+    producer = app.producer._ensure_producer()
+    for topic in topics:
+        await producer.partitions_for(topic)

@@ -96,26 +96,68 @@ def _scenario(settings: Settings, workers: int, tmp_path: Path) -> None:
                 found = indexed(client, settings)
                 break
             time.sleep(1)
+        # The history is written beside detection, not before it: it may finish a little later.
+        deadline = time.monotonic() + 60
+        while len(stored := stored_history(client, settings)) < len(day.events):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
     finally:
         for worker in running:
             if worker.proc is not None and worker.proc.poll() is None:
                 worker.proc.send_signal(signal.SIGCONT)
             worker.stop()
     # Nothing false, nothing lost.
-    assert comparable(found) == comparable(expected), _difference(found, expected)
+    assert comparable(found) == comparable(expected), _difference(found, expected, settings)
     client.indices.refresh(index=settings.alerts_index)
     assert client.count(index=settings.alerts_index)["count"] == len(expected)  # each once
-    assert len(stored_history(client, settings)) == len(day.events)
+    assert len(stored) == len(day.events), f"{len(stored)} of {len(day.events)} events stored"
 
 
-def _difference(found: dict[str, Any], expected: dict[str, Any]) -> str:
+def _difference(found: dict[str, Any], expected: dict[str, Any], settings: Settings) -> str:
     def brief(alert: dict[str, Any]) -> str:
         return f"{alert['rule_id']} at {alert['timestamp']} ({alert['event_count']} events)"
 
     ours, theirs = comparable(found), comparable(expected)
     lost = [brief(a) for i, a in expected.items() if ours.get(i) != theirs[i]]
     false = [brief(a) for i, a in found.items() if i not in expected]
-    return f"lost or incomplete: {lost}; not expected: {false}"
+    missing = {
+        event_id
+        for i, a in expected.items()
+        if ours.get(i) != theirs[i]
+        for event_id in set(a["event_ids"]) - set(found.get(i, {}).get("event_ids", []))
+    }
+    return (
+        f"lost or incomplete: {lost}; not expected: {false}; "
+        f"where the missing evidence was last seen: {_trace(settings, missing)}"
+    )
+
+
+def _trace(settings: Settings, event_ids: set[str]) -> dict[str, list[str]]:
+    """For each missing event, the internal topics that carry it (stage by stage)."""
+    from kafka import KafkaConsumer
+
+    seen: dict[str, list[str]] = {event_id: [] for event_id in event_ids}
+    for topic in (
+        settings.topic_events,
+        settings.detect_topic,
+        settings.alert_parts_topic,
+        settings.topic_alerts,
+    ):
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=settings.kafka_servers(),
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=3000,
+        )
+        for message in consumer:
+            text = message.value.decode(errors="replace")
+            for event_id in event_ids:
+                if event_id in text:
+                    seen[event_id].append(f"{topic}[{message.partition}]@{message.offset}")
+        consumer.close()
+    return seen
 
 
 def _logs(tmp_path: Path) -> str:

@@ -13,8 +13,9 @@ import json
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
@@ -32,7 +33,7 @@ from streams.detection.watermark import DetectClock
 from streams.elastic import async_client
 from streams.paging import Pager
 from streams.settings import Settings
-from streams.topics import send_all
+from streams.topics import await_metadata, send_all
 
 log = logging.getLogger(__name__)
 
@@ -73,82 +74,68 @@ def install(
     @app.agent(detect_topic, name="detect")
     async def detect(stream: Any) -> AsyncIterator[int]:
         """Forwarded batches in, the detectors over them, alerts out to their incidents'
-        partitions; states written once per batch, before the batch is acknowledged."""
-        runner: Runner | None = None
-        states: TableStates | None = None
-        clock = DetectClock(source_partitions())
-        sizes = StateSizes(detectors)
+        partitions; states written once per batch, before the batch is acknowledged.
+
+        Whatever fails is retried (the whole batch, from the stored states): an exception
+        escaping here would have Faust acknowledge the batch undetected."""
+        changelog = states_table.changelog_topic.get_topic_name()
+        stage = DetectStage(
+            app,
+            settings,
+            detectors,
+            states_table,
+            parts_topic,
+            source_partitions(),
+            rebalanced,
+            writable=partial(await_metadata, app, [changelog]),
+        )
+        backoff = Backoff()
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            if runner is None or states is None or rebalanced["detect"]:
-                # A partition given back to us is read again from its committed offset: the
-                # progress it told us before is ahead of the events we are about to re-read.
-                clock.forget()
-                states = TableStates(states_table, detectors)
-                reached = runner.clock if runner is not None else None
-                runner = Runner(detectors, states, on_error=detector_failed)
-                runner.clock = reached
-                rebalanced["detect"] = False
-            alerts: list[Alert] = []
-            routed = 0
-            started = time.monotonic()
-            for event in batch:
-                forwarded = _decoded(routing.decode, event.message)
-                if forwarded is None:
-                    continue
-                for index, name, key in forwarded.routes:
-                    alerts += runner.step(name, key, forwarded.events[index])
-                routed += len(forwarded.routes)
-                clock.tick(event.message.partition, forwarded.progress)
-            now = clock.now(_assigned(app, settings.detect_topic))
-            if now is not None:
-                alerts += runner.advance(now)
-            detected = time.monotonic()
-            parts = routing.alert_parts(alerts, settings.topic_partitions)
-            await send_all(parts_topic, [(None, value, p) for p, value in parts.items()])
-            sent = time.monotonic()
-            written = states.flush()
-            flushed = time.monotonic()
-            sizes.maybe_report(states_table)
-            metrics.ALERT_FINDINGS.inc(len(alerts))
-            log.info(
-                "detect batch",
-                extra={
-                    "batch.size": len(batch),
-                    "batch.routed": routed,
-                    "batch.alerts": len(alerts),
-                    "batch.states": written,
-                    "batch.detect_s": round(detected - started, 3),
-                    "batch.send_s": round(sent - detected, 3),
-                    "batch.flush_s": round(flushed - sent, 3),
-                },
-            )
-            yield len(alerts)
+            messages = [event.message for event in batch]
+            yield await backoff.call("detect batch", partial(stage.handle, messages))
 
     def known_incident(alert_id: str) -> Alert | None:
         stored = incidents_table.get(alert_id)
-        return None if stored is None else Alert.model_validate_json(json.dumps(stored))
+        if stored is None:
+            return None
+        try:
+            return Alert.model_validate_json(json.dumps(stored))
+        except ValueError as exc:  # written by an incompatible version, or damaged
+            metrics.INTERNAL_UNDECODABLE.labels("incidents table").inc()
+            log.error(
+                "stored incident unreadable; merged anew from its next evidence",
+                extra={"alert.id": alert_id, "error": str(exc)[:200]},
+            )
+            return None
 
     @app.agent(parts_topic, name="incidents")
     async def incidents(stream: Any) -> AsyncIterator[int]:
         client = async_client(settings)
         sink = AlertSink(client, settings, Backoff())
+        backoff = Backoff()
+
+        async def handle(messages: list[Any]) -> int:
+            book = AlertBook(known_incident)
+            for message in messages:
+                book.add(_decoded(routing.decode_alert_parts, message) or [])
+            changed = book.alerts
+            if changed:
+                await sink.write(list(changed.values()))
+                published = [(a.alert_id.encode(), _encoded(a)) for a in changed.values()]
+                await send_all(alerts_topic, published)
+                await await_metadata(app, [incidents_table.changelog_topic.get_topic_name()])
+                for alert_id, alert in changed.items():
+                    incidents_table[alert_id] = alert.model_dump(mode="json")
+                _count(changed, book.new)
+                log.info("incidents updated", extra={"alerts.updated": len(changed)})
+            return len(changed)
+
         try:
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
-                book = AlertBook(known_incident)
-                for event in batch:
-                    book.add(_decoded(routing.decode_alert_parts, event.message) or [])
-                changed = book.alerts
-                if changed:
-                    await sink.write(list(changed.values()))
-                    published = [(a.alert_id.encode(), _encoded(a)) for a in changed.values()]
-                    await send_all(alerts_topic, published)
-                    for alert_id, alert in changed.items():
-                        incidents_table[alert_id] = alert.model_dump(mode="json")
-                    _count(changed, book.new)
-                    log.info("incidents updated", extra={"alerts.updated": len(changed)})
-                yield len(changed)
+                messages = [event.message for event in batch]
+                yield await backoff.call("incidents batch", partial(handle, messages))
         finally:
             await client.close()
 
@@ -165,9 +152,98 @@ def install(
                 settings.batch_size, within=settings.batch_seconds
             ):
                 alerts = [_decoded(Alert.model_validate_json, event.message) for event in batch]
-                yield await pager.page([alert for alert in alerts if alert is not None])
+                yield await pager.page_safely([alert for alert in alerts if alert is not None])
 
     return detect_topic
+
+
+class DetectStage:
+    """The detect agent's work on one batch, and what it keeps between batches: the runner
+    over the table's states, and the clock."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        detectors: dict[str, Detector[Any]],
+        states_table: Any,
+        parts_topic: Any,
+        source_partitions: int,
+        rebalanced: dict[str, bool],
+        writable: Callable[[], Awaitable[None]],
+    ):
+        """``writable``: waits until the states table can be written (``await_metadata``)."""
+        self.app = app
+        self.writable = writable
+        self.settings = settings
+        self.detectors = detectors
+        self.states_table = states_table
+        self.parts_topic = parts_topic
+        self.rebalanced = rebalanced
+        self.clock = DetectClock(source_partitions)
+        self.sizes = StateSizes(detectors)
+        self.runner: Runner | None = None
+        self.states: TableStates | None = None
+
+    def _fresh(self) -> tuple[Runner, TableStates]:
+        """After a rebalance (the table holds other keys) or a failed batch (the cache may hold
+        half of it): the runner again, over the states as stored."""
+        if self.runner is None or self.states is None or self.rebalanced["detect"]:
+            # A partition given back to us is read again from its committed offset: the
+            # progress it told us before is ahead of the events we are about to re-read.
+            self.clock.forget(self.app.consumer_generation_id)
+            self.states = TableStates(self.states_table, self.detectors)
+            reached = self.runner.clock if self.runner is not None else None
+            self.runner = Runner(self.detectors, self.states, on_error=detector_failed)
+            self.runner.clock = reached
+            self.rebalanced["detect"] = False
+        return self.runner, self.states
+
+    async def handle(self, messages: list[Any]) -> int:
+        try:
+            return await self._handle(messages)
+        except BaseException:
+            self.rebalanced["detect"] = True  # the retry starts again from the stored states
+            raise
+
+    async def _handle(self, messages: list[Any]) -> int:
+        runner, states = self._fresh()
+        alerts: list[Alert] = []
+        routed = 0
+        started = time.monotonic()
+        for message in messages:
+            forwarded = _decoded(routing.decode, message)
+            if forwarded is None:
+                continue
+            for index, name, key in forwarded.routes:
+                alerts += runner.step(name, key, forwarded.events[index])
+            routed += len(forwarded.routes)
+            self.clock.tick(message.partition, forwarded.progress, forwarded.generation)
+        now = self.clock.now(_assigned(self.app, self.settings.detect_topic))
+        if now is not None:
+            alerts += runner.advance(now)
+        detected = time.monotonic()
+        parts = routing.alert_parts(alerts, self.settings.topic_partitions)
+        await send_all(self.parts_topic, [(None, value, p) for p, value in parts.items()])
+        sent = time.monotonic()
+        await self.writable()
+        written = states.flush()
+        flushed = time.monotonic()
+        self.sizes.maybe_report(self.states_table)
+        metrics.ALERT_FINDINGS.inc(len(alerts))
+        log.info(
+            "detect batch",
+            extra={
+                "batch.size": len(messages),
+                "batch.routed": routed,
+                "batch.alerts": len(alerts),
+                "batch.states": written,
+                "batch.detect_s": round(detected - started, 3),
+                "batch.send_s": round(sent - detected, 3),
+                "batch.flush_s": round(flushed - sent, 3),
+            },
+        )
+        return len(alerts)
 
 
 class StateSizes:

@@ -23,13 +23,12 @@ from datetime import datetime
 from typing import Any
 
 from faust.serializers.codecs import dumps as faust_dumps
-from pydantic import TypeAdapter
+from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
 from detectors.alerts import Alert
 from detectors.base import Detector
 from detectors.models import AccessEvent
 from detectors.runner import routes, state_key
-from streams.detection.watermark import decode_tick
 
 # A forwarded message stays well under the broker's 1 MiB limit (one event is at most 64 KiB).
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -64,6 +63,7 @@ class Forwarded:
     events: list[AccessEvent]
     routes: list[tuple[int, str, str]]  # (index in events, detector, key)
     progress: dict[int, datetime]
+    generation: int  # of the consumer group, when the progress was measured (``watermark``)
 
 
 def forward(
@@ -72,6 +72,7 @@ def forward(
     partitions: int,
     progress: Mapping[int, datetime],
     on_error: Callable[[str, str, Exception], None],
+    generation: int = 0,
 ) -> dict[int, list[bytes]]:
     """The messages for each detect partition: the events it needs, then the progress."""
     chunks: dict[int, list[_Outgoing]] = {p: [_Outgoing()] for p in range(partitions)}
@@ -94,25 +95,36 @@ def forward(
     tick = {str(p): at.isoformat() for p, at in progress.items()}
     # The progress rides on each partition's last message: it covers that partition's events.
     return {
-        partition: [_encode(chunk, tick if chunk is outgoing[-1] else {}) for chunk in outgoing]
+        partition: [
+            _encode(chunk, tick if chunk is outgoing[-1] else {}, generation) for chunk in outgoing
+        ]
         for partition, outgoing in chunks.items()
     }
 
 
-def _encode(chunk: _Outgoing, tick: dict[str, str]) -> bytes:
-    return json.dumps({"events": chunk.events, "routes": chunk.routes, "tick": tick}).encode()
+def _encode(chunk: _Outgoing, tick: dict[str, str], generation: int) -> bytes:
+    # The events are spliced in as the JSON they already are (not re-encoded as strings), so
+    # the whole message is validated in one pydantic call on the other side.
+    rest = json.dumps({"routes": chunk.routes, "tick": tick, "gen": generation})
+    return ('{"events":[' + ",".join(chunk.events) + "]," + rest[1:]).encode()
+
+
+class _Message(BaseModel):
+    events: list[AccessEvent]
+    routes: list[tuple[int, str, str]]
+    tick: dict[int, AwareDatetime]
+    gen: int = 0
 
 
 def decode(raw: bytes) -> Forwarded:
-    data = json.loads(raw)
-    events = [AccessEvent.model_validate_json(text) for text in data["events"]]
-    found = [(int(index), str(name), str(key)) for index, name, key in data["routes"]]
-    return Forwarded(events, found, decode_tick(data))
+    message = _Message.model_validate_json(raw)
+    return Forwarded(message.events, message.routes, message.tick, message.gen)
 
 
-def tick_only(progress: Mapping[int, datetime]) -> bytes:
+def tick_only(progress: Mapping[int, datetime], generation: int = 0) -> bytes:
     """The progress alone, for partitions while the sources are quiet."""
-    return _encode(_Outgoing(), {str(p): at.isoformat() for p, at in progress.items()})
+    tick = {str(p): at.isoformat() for p, at in progress.items()}
+    return _encode(_Outgoing(), tick, generation)
 
 
 def alert_parts(alerts: Iterable[Alert], partitions: int) -> dict[int, bytes]:

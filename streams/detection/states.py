@@ -9,11 +9,15 @@ acknowledged; a crash in between replays the batch onto the previous states.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from detectors.base import Detector, DetectorState
 from detectors.runner import SEPARATOR
+from streams import metrics
+
+log = logging.getLogger(__name__)
 
 _DELETED = object()
 
@@ -25,10 +29,20 @@ class TableStates(MutableMapping[str, DetectorState]):
         self._cache: dict[str, DetectorState] = {}
         self._dirty: dict[str, object] = {}
 
-    def _load(self, stored: str, raw: Any) -> DetectorState:
+    def _load(self, stored: str, raw: Any) -> DetectorState | None:
+        """The stored state, or None if it cannot be read (written by an incompatible version,
+        or damaged): that key starts afresh, logged and counted, and the worker goes on."""
         detector = self.detectors[stored.split(SEPARATOR, 1)[0]]
-        # JSON mode: the models are strict, and the table holds JSON.
-        state: DetectorState = type(detector.initial()).model_validate_json(json.dumps(raw))
+        try:
+            # JSON mode: the models are strict, and the table holds JSON.
+            state: DetectorState = type(detector.initial()).model_validate_json(json.dumps(raw))
+        except ValueError as exc:
+            metrics.INTERNAL_UNDECODABLE.labels("detector-states table").inc()
+            log.error(
+                "stored detector state unreadable; the key starts afresh",
+                extra={"state.key": stored, "error": str(exc)[:200]},
+            )
+            return None
         return state
 
     def __getitem__(self, stored: str) -> DetectorState:
@@ -36,9 +50,10 @@ class TableStates(MutableMapping[str, DetectorState]):
             raise KeyError(stored)
         if stored not in self._cache:
             raw = self.table.get(stored)
-            if raw is None:
+            state = None if raw is None else self._load(stored, raw)
+            if state is None:
                 raise KeyError(stored)
-            self._cache[stored] = self._load(stored, raw)
+            self._cache[stored] = state
         return self._cache[stored]
 
     def __setitem__(self, stored: str, state: DetectorState) -> None:

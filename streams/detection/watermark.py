@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 Snapshot = tuple[dict[int, datetime], dict[int, int], dict[int, float]]
 
@@ -84,21 +83,36 @@ class SourceProgress:
 
 
 class DetectClock:
-    """Per detect partition, the progress of every source partition; see the module doc."""
+    """Per detect partition, the progress of every source partition; see the module doc.
+
+    Claims are fenced by the consumer group's generation, as Kafka fences offset commits: a
+    worker paused long enough to lose its partitions (a GC pause, a stopped VM) wakes up still
+    believing it holds them and, its sources quiet for that long, claims the wall clock for
+    them while their new owner is still re-reading them. Its claims carry the old generation
+    and are ignored once a newer one is known.
+    """
 
     def __init__(self, source_partitions: int):
         self.source_partitions = source_partitions
         self.progress: dict[int, dict[int, datetime]] = {}
+        self.generation = 0
 
-    def tick(self, detect_partition: int, progress: Mapping[int, datetime]) -> None:
+    def tick(
+        self, detect_partition: int, progress: Mapping[int, datetime], generation: int = 0
+    ) -> None:
+        if generation < self.generation:
+            return  # told before the latest rebalance
+        if generation > self.generation:
+            self.forget(generation)  # a rebalance this worker has not heard of yet
         known = self.progress.setdefault(detect_partition, {})
         for source, at in progress.items():
             if source not in known or at > known[source]:
                 known[source] = at  # never backwards: a tick may repeat an older claim
 
-    def forget(self) -> None:
+    def forget(self, generation: int = 0) -> None:
         """After a rebalance: every detect partition tells its progress again as it is read."""
         self.progress.clear()
+        self.generation = max(self.generation, generation)
 
     def now(self, assigned: set[int]) -> datetime | None:
         """The clock, or None while some source partition has not told its progress yet."""
@@ -111,7 +125,3 @@ class DetectClock:
                 return None
             times.append(min(known.values()))
         return min(times)
-
-
-def decode_tick(data: Mapping[str, Any]) -> dict[int, datetime]:
-    return {int(p): datetime.fromisoformat(at) for p, at in data["tick"].items()}

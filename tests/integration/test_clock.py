@@ -88,3 +88,27 @@ def test_a_view_without_consent_then_silence_alerts_after_its_deadline(
     assert took >= SKEW + LATENESS - 0.5, f"alerted after {took:.1f}s"
     # ...and no later than 2 s after it, with nothing else arriving.
     assert took <= SKEW + LATENESS + 2, f"alerted after {took:.1f}s\n{log.read_text()[-2000:]}"
+
+
+def test_the_groups_committed_offsets_come_from_the_broker(isolated: Settings) -> None:
+    """What the clock asks for a partition it has handled nothing of (streams.ingest.Backlog)."""
+    import asyncio
+
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from streams.topics import GroupOffsets
+
+    ensure_topics(isolated)
+    publish(isolated, isolated.topic_events, [json.dumps(MINIMAL_EVENT).encode()] * 3)
+    group = f"{isolated.app_id}-probe"
+    offsets = GroupOffsets(isolated, group)
+    try:
+        assert asyncio.run(offsets.committed(isolated.topic_events, [0])) == {}  # none yet
+        consumer = KafkaConsumer(bootstrap_servers=isolated.kafka_servers(), group_id=group)
+        tp = TopicPartition(isolated.topic_events, 0)
+        consumer.commit({tp: OffsetAndMetadata(2, "", -1)})
+        consumer.close()
+        assert asyncio.run(offsets.committed(isolated.topic_events, [0, 1])) == {0: 2}
+    finally:
+        offsets.close()

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -209,3 +210,17 @@ def test_a_refused_page_outlives_a_restart_and_goes_out_once_the_receiver_is_fix
     assert after_restart == ["bad"]
     assert delivered == 1 and received == ["bad"]
     assert held_file.read_text() == ""  # delivered: held no more
+
+
+def test_a_pager_bug_holds_the_incidents_instead_of_stopping_the_agent(monkeypatch: Any) -> None:
+    """Not the receiver's answer but our own error: raising would have Faust acknowledge the
+    batch unpaged; the incidents are held for a SIGHUP instead."""
+    import streams.paging as paging
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a bug building the request")
+
+    monkeypatch.setattr(paging, "alertmanager_alert", broken)
+    pager = Pager(Settings(), None, Backoff())  # type: ignore[arg-type]
+    assert asyncio.run(pager.page_safely([_alert(alert_id="x")])) == 0
+    assert list(pager.held) == ["x"]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+from faust.types import TP
 
 from streams.detection.watermark import DetectClock, SourceProgress
+from streams.ingest import Backlog
 
 T = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 WALL = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -113,38 +118,69 @@ def test_a_restored_snapshot_forgets_what_was_observed_since() -> None:
     assert progress.latest == {0: T} and progress.next_offset == {0: 4}
 
 
-def test_a_fetched_but_unhandled_message_keeps_its_partition_behind() -> None:
-    """Caught up means fetched to the high-water mark and nothing left unacknowledged."""
-    import asyncio
-    from types import SimpleNamespace
+class _Consumer:
+    """What ``Backlog`` asks of Faust's consumer: the assignment, cached high-water marks and
+    first offsets. Its fetch position is deliberately not part of it."""
 
-    from faust.types import TP
+    def __init__(self, highwater: int, earliest: int = 0) -> None:
+        self.tp = TP("events", 0)
+        self._highwater = highwater
+        self._earliest = earliest
 
-    from streams.ingest import backlog
+    def assignment(self) -> set[TP]:
+        return {self.tp}
 
-    tp = TP("events", 0)
+    def highwater(self, _: TP) -> int:
+        return self._highwater
 
-    class Consumer:
-        def __init__(self, position: int, unacked: int) -> None:
-            self._position = position
-            self.unacked = [SimpleNamespace(tp=tp) for _ in range(unacked)]
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self._earliest for tp in tps}
 
-        def assignment(self) -> set[object]:
-            return {tp}
 
-        def highwater(self, _: object) -> int:
-            return 10
+class _Offsets:
+    def __init__(self, committed: dict[int, int]) -> None:
+        self.asked = 0
+        self._committed = committed
 
-        async def position(self, _: object) -> int:
-            return self._position
+    async def committed(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        self.asked += 1
+        return {p: o for p, o in self._committed.items() if p in partitions}
 
-    def behind(consumer: Consumer) -> dict[int, bool]:
-        app = SimpleNamespace(consumer=consumer)
-        return asyncio.run(backlog(app, "events", Clocks().progress()))  # type: ignore[arg-type]
 
-    assert behind(Consumer(position=4, unacked=0)) == {0: True}  # still to fetch
-    assert behind(Consumer(position=10, unacked=3)) == {0: True}  # fetched, not handled
-    assert behind(Consumer(position=10, unacked=0)) == {0: False}
+def _behind(
+    consumer: _Consumer, offsets: _Offsets, progress: SourceProgress | None = None
+) -> dict[int, bool]:
+    app = SimpleNamespace(consumer=consumer)
+    backlog = Backlog(app, "events", offsets, ask_every=0)  # type: ignore[arg-type]
+    return asyncio.run(backlog.measure(progress or Clocks().progress()))
+
+
+def test_a_partition_is_caught_up_only_when_its_handled_events_reach_the_high_water_mark() -> None:
+    """Fetched is not handled: Faust fetches ahead and holds messages it has not even tracked
+    yet (seen in a failover run: the clock jumped to the wall clock over unhandled ones)."""
+    progress = Clocks().progress()
+    progress.observe(0, 4, T)
+    assert _behind(_Consumer(highwater=10), _Offsets({0: 3}), progress) == {0: True}
+    progress.observe(0, 9, T)
+    assert _behind(_Consumer(highwater=10), _Offsets({}), progress) == {0: False}
+
+
+def test_a_partition_the_group_committed_to_its_end_is_caught_up() -> None:
+    """Handled by another worker before this one got it back (its own count stops short)."""
+    progress = Clocks().progress()
+    progress.observe(0, 4, T)
+    assert _behind(_Consumer(highwater=10), _Offsets({0: 10}), progress) == {0: False}
+
+
+def test_a_partition_with_nothing_handled_resumes_from_the_groups_committed_offset() -> None:
+    offsets = _Offsets({0: 10})
+    progress = Clocks().progress()
+    assert _behind(_Consumer(highwater=10), offsets, progress) == {0: False}  # nothing to read
+    assert _behind(_Consumer(highwater=10), offsets, progress) == {0: False}
+    assert offsets.asked == 1  # remembered once it is the high-water mark
+    assert _behind(_Consumer(highwater=10), _Offsets({0: 4})) == {0: True}  # 6 to read
+    assert _behind(_Consumer(highwater=10, earliest=0), _Offsets({})) == {0: True}
+    assert _behind(_Consumer(highwater=10, earliest=10), _Offsets({})) == {0: False}  # empty
 
 
 def test_a_rebalance_forgets_what_detect_partitions_told() -> None:
@@ -155,3 +191,25 @@ def test_a_rebalance_forgets_what_detect_partitions_told() -> None:
     assert clock.now({0}) is None
     clock.tick(0, {0: T})
     assert clock.now({0}) == T
+
+
+def test_claims_from_before_the_latest_rebalance_are_ignored() -> None:
+    """A worker paused past its session timeout wakes up claiming the wall clock for partitions
+    it no longer holds: its claims carry the old generation."""
+    clock = DetectClock(source_partitions=1)
+    clock.tick(0, {0: T}, generation=3)
+    clock.tick(0, {0: WALL}, generation=2)  # the paused worker
+    assert clock.now({0}) == T
+    clock.tick(0, {0: T + timedelta(hours=1)}, generation=4)  # a rebalance not yet seen here
+    assert clock.now({0}) == T + timedelta(hours=1)
+    clock.tick(0, {0: WALL}, generation=3)
+    assert clock.now({0}) == T + timedelta(hours=1)
+    clock.forget(generation=4)
+    clock.tick(0, {0: WALL}, generation=3)
+    assert clock.now({0}) is None
+
+
+def test_the_generation_survives_the_wire() -> None:
+    from streams.detection import routing
+
+    assert routing.decode(routing.tick_only({0: T}, generation=7)).generation == 7
