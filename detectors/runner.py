@@ -115,6 +115,10 @@ class Runner:
             alerts += found
         return kept, alerts
 
+    def waiting(self) -> int:
+        """Decisions scheduled (an upper bound: a key rescheduled counts again until due)."""
+        return len(self._wakeups)
+
     def finish(self) -> list[Alert]:
         """End of input: every pending decision is taken."""
         self.clock = None

@@ -19,6 +19,7 @@ from detectors.policy import load_policy
 from detectors.registry import all_detectors
 from streams import metrics
 from streams.backoff import Backoff
+from streams.continuity import Continuity
 from streams.detection import agents as detection_agents
 from streams.detection.routing import key_partitioner
 from streams.elastic import async_client
@@ -27,7 +28,7 @@ from streams.history.writer import ChainHeads, HistoryWriter
 from streams.ingest import DeadLetters, Forwarder, IngestStage
 from streams.pseudonym import load_pseudonymizer
 from streams.settings import Settings
-from streams.topics import partition_count
+from streams.topics import GroupOffsets, partition_count
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,28 @@ def create_app(settings: Settings) -> faust.App:
     )
     events_topic = app.topic(settings.topic_events, value_type=bytes, value_serializer="raw")
     dlq_topic = app.topic(settings.topic_dlq, value_type=bytes, value_serializer="raw")
-    detect_topic = detection_agents.install(
-        app, settings, detectors, cache(lambda: partition_count(settings, settings.topic_events))
+    offsets = GroupOffsets(settings, settings.app_id)
+    detect_topic, detection_guards = detection_agents.install(
+        app,
+        settings,
+        detectors,
+        cache(lambda: partition_count(settings, settings.topic_events)),
+        offsets,
     )
-    forwarder = Forwarder(app, settings, detectors, detect_topic)
+    forwarder = Forwarder(app, settings, detectors, detect_topic, offsets)
+    continuity = Continuity(app, settings.topic_events, offsets)
     dead_letters = DeadLetters(dlq_topic, settings, Backoff())
+
+    guards = [continuity, *detection_guards]
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def patrol_partitions() -> None:
+        """Partitions whose last messages the consumer skipped are read again."""
+        for guard in guards:
+            try:
+                await guard.patrol()
+            except Exception:  # the next patrol tries again; a timer that raises stops for good
+                log.exception("continuity patrol failed", extra={"kafka.topic": guard.topic})
 
     @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]
     async def tick_in_silence() -> None:
@@ -101,7 +119,7 @@ def create_app(settings: Settings) -> faust.App:
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
-                messages = [event.message for event in batch]
+                messages = await continuity.admit([event.message for event in batch])
                 yield await backoff.call("ingest batch", partial(handle, messages))
         finally:
             await checkpointer.write_last(heads.heads, datetime.now(UTC))
@@ -117,8 +135,12 @@ def create_app(settings: Settings) -> faust.App:
         heads.forget(mine)
         forwarder.forget(mine)
 
+    async def note_resume_points(sender: Any, partitions: set[Any], **kwargs: Any) -> None:
+        continuity.on_assigned(partitions)
+
     app.on_partitions_revoked.connect(forget_chain_heads)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(forget_chain_heads)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(note_resume_points)  # type: ignore[arg-type]
 
     @app.page("/metrics")
     async def prometheus_metrics(web: Any, request: Any) -> Any:

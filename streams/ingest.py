@@ -197,13 +197,14 @@ class Forwarder:
         settings: Settings,
         detectors: dict[str, Detector[Any]],
         detect_topic: Any,
+        offsets: GroupOffsets,
     ):
         self.app = app
         self.settings = settings
         self.detectors = detectors
         self.detect_topic = detect_topic
         self.progress = SourceProgress(settings.idle_seconds)
-        self.backlog = Backlog(app, settings.topic_events, GroupOffsets(settings, settings.app_id))
+        self.backlog = Backlog(app, settings.topic_events, offsets)
         self._told: tuple[int, dict[int, datetime]] = (0, {})  # last sent to detection
         # Held from observing a batch until its messages are delivered, so a tick of the
         # timer never claims progress for events still on their way.

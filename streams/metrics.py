@@ -62,6 +62,12 @@ CONSUMER_LAG = Gauge(
     "Messages of the events topic not yet handled by this worker, by partition.",
     ["partition"],
 )
+CONSUMER_GAPS = Counter(
+    "guetteur_consumer_gaps_total",
+    "Times a partition was read again because the consumer skipped messages (see "
+    "streams/continuity.py), by topic.",
+    ["topic"],
+)
 ES_REQUEST_SECONDS = Histogram(
     "guetteur_elasticsearch_request_seconds",
     "Duration of Elasticsearch bulk requests, by operation.",

@@ -106,18 +106,20 @@ class GroupOffsets:
     """The consumer group's committed offsets, as the broker holds them.
 
     Faust keeps no reliable record of them for a partition it was just given (it forgets them
-    on revocation), so the clock asks the broker. One admin connection, opened on first use
-    and used from one thread at a time (calls are awaited one after the other).
+    on revocation), so the clock and the continuity guards ask the broker. One admin connection,
+    opened on first use and used from one thread at a time (the calls take turns).
     """
 
     def __init__(self, settings: Settings, group: str):
         self.settings = settings
         self.group = group
         self._admin: KafkaAdminClient | None = None
+        self._turn = asyncio.Lock()
 
     async def committed(self, topic: str, partitions: list[int]) -> dict[int, int]:
         """Committed offset per partition; absent where the group has committed none."""
-        return await asyncio.to_thread(self._committed, topic, partitions)
+        async with self._turn:
+            return await asyncio.to_thread(self._committed, topic, partitions)
 
     def _committed(self, topic: str, partitions: list[int]) -> dict[int, int]:
         from kafka import TopicPartition

@@ -16,7 +16,8 @@ from pathlib import Path
 class WorkerProcess:
     def __init__(self, log_file: Path, env: dict[str, str] | None = None):
         self.log_file = log_file
-        self.env = {**os.environ, **(env or {})}
+        # Unbuffered: the log of a worker killed on purpose must hold its last lines.
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:

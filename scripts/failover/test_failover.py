@@ -155,9 +155,35 @@ def _trace(settings: Settings, event_ids: set[str]) -> dict[str, list[str]]:
             text = message.value.decode(errors="replace")
             for event_id in event_ids:
                 if event_id in text:
-                    seen[event_id].append(f"{topic}[{message.partition}]@{message.offset}")
+                    where = f"{topic}[{message.partition}]@{message.offset}"
+                    if topic == settings.detect_topic:
+                        where += _readable(message.value)
+                    seen[event_id].append(where)
         consumer.close()
+    seen["committed detect offsets"] = [str(_committed(settings, settings.detect_topic))]
     return seen
+
+
+def _readable(value: bytes) -> str:
+    from streams.detection import routing
+
+    try:
+        routing.decode(value)
+    except Exception as exc:
+        return f" (undecodable: {exc})"
+    return ""
+
+
+def _committed(settings: Settings, topic: str) -> dict[int, int]:
+    import asyncio
+
+    from streams.topics import GroupOffsets
+
+    offsets = GroupOffsets(settings, settings.app_id)
+    try:
+        return asyncio.run(offsets.committed(topic, list(range(PARTITIONS))))
+    finally:
+        offsets.close()
 
 
 def _logs(tmp_path: Path) -> str:

@@ -26,6 +26,7 @@ from detectors.base import Detector
 from detectors.runner import SEPARATOR, AlertBook, Runner, log_error
 from streams import metrics
 from streams.backoff import Backoff
+from streams.continuity import Continuity
 from streams.detection import routing
 from streams.detection.sink import AlertSink
 from streams.detection.states import TableStates
@@ -33,7 +34,7 @@ from streams.detection.watermark import DetectClock
 from streams.elastic import async_client
 from streams.paging import Pager
 from streams.settings import Settings
-from streams.topics import await_metadata, send_all
+from streams.topics import GroupOffsets, await_metadata, send_all
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ def install(
     settings: Settings,
     detectors: dict[str, Detector[Any]],
     source_partitions: Callable[[], int],
-) -> Any:
-    """Register the topics, tables and agents of detection; return the detect topic."""
+    offsets: GroupOffsets,
+) -> tuple[Any, list[Continuity]]:
+    """Register the topics, tables and agents of detection; return the detect topic and the
+    continuity guards of the agents' topics."""
     detect_topic = app.topic(settings.detect_topic, key_serializer="raw", value_serializer="raw")
     parts_topic = app.topic(
         settings.alert_parts_topic, key_serializer="raw", value_serializer="raw"
@@ -69,7 +72,25 @@ def install(
     async def on_rebalance(sender: Any, partitions: set[Any], **kwargs: Any) -> None:
         rebalanced["detect"] = True  # the table now holds other keys: rebuild the runner
 
+    async def on_recovered(sender: Any, **kwargs: Any) -> None:
+        # Rebuilt again once the table holds every key of its partitions: a runner built from a
+        # table still being recovered never schedules the pending decisions of the keys not yet
+        # read back, and they were never taken (seen as lost deadline incidents in failover).
+        rebalanced["detect"] = True
+
+    guards = [
+        Continuity(app, topic, offsets)
+        for topic in (settings.detect_topic, settings.alert_parts_topic, settings.topic_alerts)
+    ]
+    detect_guard, incidents_guard, page_guard = guards
+
+    async def note_resume_points(sender: Any, partitions: set[Any], **kwargs: Any) -> None:
+        for guard in guards:
+            guard.on_assigned(partitions)
+
     app.on_partitions_assigned.connect(on_rebalance)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(note_resume_points)  # type: ignore[arg-type]
+    app.on_rebalance_complete.connect(on_recovered)  # type: ignore[arg-type]
 
     @app.agent(detect_topic, name="detect")
     async def detect(stream: Any) -> AsyncIterator[int]:
@@ -91,7 +112,7 @@ def install(
         )
         backoff = Backoff()
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            messages = [event.message for event in batch]
+            messages = await detect_guard.admit([event.message for event in batch])
             yield await backoff.call("detect batch", partial(stage.handle, messages))
 
     def known_incident(alert_id: str) -> Alert | None:
@@ -127,14 +148,17 @@ def install(
                 for alert_id, alert in changed.items():
                     incidents_table[alert_id] = alert.model_dump(mode="json")
                 _count(changed, book.new)
-                log.info("incidents updated", extra={"alerts.updated": len(changed)})
+                log.info(
+                    "incidents updated",
+                    extra={"alerts.updated": len(changed), "batch.offsets": _offsets(messages)},
+                )
             return len(changed)
 
         try:
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
-                messages = [event.message for event in batch]
+                messages = await incidents_guard.admit([event.message for event in batch])
                 yield await backoff.call("incidents batch", partial(handle, messages))
         finally:
             await client.close()
@@ -151,10 +175,11 @@ def install(
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):
-                alerts = [_decoded(Alert.model_validate_json, event.message) for event in batch]
+                messages = await page_guard.admit([event.message for event in batch])
+                alerts = [_decoded(Alert.model_validate_json, message) for message in messages]
                 yield await pager.page_safely([alert for alert in alerts if alert is not None])
 
-    return detect_topic
+    return detect_topic, guards
 
 
 class DetectStage:
@@ -200,6 +225,7 @@ class DetectStage:
         return self.runner, self.states
 
     async def handle(self, messages: list[Any]) -> int:
+        await self._recovered()
         try:
             return await self._handle(messages)
         except BaseException:
@@ -219,7 +245,8 @@ class DetectStage:
                 alerts += runner.step(name, key, forwarded.events[index])
             routed += len(forwarded.routes)
             self.clock.tick(message.partition, forwarded.progress, forwarded.generation)
-        now = self.clock.now(_assigned(self.app, self.settings.detect_topic))
+        assigned = _assigned(self.app, self.settings.detect_topic)
+        now = self.clock.now(assigned)
         if now is not None:
             alerts += runner.advance(now)
         detected = time.monotonic()
@@ -235,8 +262,12 @@ class DetectStage:
             "detect batch",
             extra={
                 "batch.size": len(messages),
+                "batch.offsets": _offsets(messages),
                 "batch.routed": routed,
                 "batch.alerts": len(alerts),
+                "detect.clock": None if now is None else now.isoformat(),
+                "detect.unclaimed": self.clock.unclaimed(assigned) if now is None else [],
+                "detect.waiting": runner.waiting(),
                 "batch.states": written,
                 "batch.detect_s": round(detected - started, 3),
                 "batch.send_s": round(sent - detected, 3),
@@ -244,6 +275,16 @@ class DetectStage:
             },
         )
         return len(alerts)
+
+    async def _recovered(self, patience: float = 5.0) -> None:
+        """Wait (a little) while the tables are being recovered after a rebalance: a batch
+        fetched before it would otherwise run on states not yet read back. Bounded, so a
+        recovery that never ends (another rebalance) cannot hold the batch, and the rebalance
+        waiting for it, forever."""
+        waited = 0.0
+        while getattr(self.app, "in_recovery", False) and waited < patience:
+            await asyncio.sleep(0.05)
+            waited += 0.05
 
 
 class StateSizes:
@@ -267,6 +308,15 @@ class StateSizes:
                 counts[name] += 1
         for name, count in counts.items():
             metrics.DETECTOR_STATES.labels(name).set(count)
+
+
+def _offsets(messages: list[Any]) -> str:
+    """Which offsets a batch held, per partition ("2:40-57 5:3-9"), to trace a message."""
+    spans: dict[int, list[int]] = {}
+    for message in messages:
+        span = spans.setdefault(message.partition, [message.offset, message.offset])
+        span[0], span[1] = min(span[0], message.offset), max(span[1], message.offset)
+    return " ".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(spans.items()))
 
 
 def _assigned(app: faust.App, topic: str) -> set[int]:

@@ -114,6 +114,12 @@ class DetectClock:
         self.progress.clear()
         self.generation = max(self.generation, generation)
 
+    def unclaimed(self, assigned: set[int]) -> list[int]:
+        """Source partitions that some detect partition held here has no progress for: what
+        holds the clock back (logged with each detect batch)."""
+        told = [set(self.progress.get(d, {})) for d in assigned]
+        return [s for s in range(self.source_partitions) if not all(s in t for t in told)]
+
     def now(self, assigned: set[int]) -> datetime | None:
         """The clock, or None while some source partition has not told its progress yet."""
         if not assigned:

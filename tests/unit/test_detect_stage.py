@@ -51,7 +51,10 @@ def _messages() -> list[Any]:
     ]
     detectors = all_detectors(load_policy(DEMO_POLICY))
     out = routing.forward(events, detectors, PARTITIONS, {0: LATER}, log_error)
-    return [SimpleNamespace(value=raw, partition=0, topic="detect") for raw in out[0]]
+    return [
+        SimpleNamespace(value=raw, partition=0, offset=n, topic="detect")
+        for n, raw in enumerate(out[0])
+    ]
 
 
 def _stage(table: dict[str, Any], topic: _PartsTopic) -> DetectStage:
