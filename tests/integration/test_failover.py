@@ -1,15 +1,12 @@
 """Several workers sharing 8 partitions, one paused (its partitions lag), one SIGKILLed
-mid-stream: the alerts index ends equal to the offline runner's, each incident once.
-
-NOT YET PART OF THE SUITE (issue 11 is open): it passed 19 of 24 runs, and the other runs lost
-incidents or raised false ones, which `.ci/run` must not gamble on. Run it by hand, on the
-local stack, until it passes every time, then move it to tests/integration/:
-
-    .venv/bin/python -m pytest scripts/failover
+mid-stream: the alerts index ends equal to the offline runner's, each incident once, and the
+history holds every event.
 
 Before issue 11: 4 of 18 alerts lost for good with two workers and a kill, and each worker's
-clock followed the fastest partition it knew of, so a lagging partition's pending decisions
-could be taken early, on another worker.
+clock followed the fastest partition it knew of. While issue 11 was worked on, this scenario
+(then run by hand) found five more causes of lost or false incidents (docs/streaming.md); it
+passed 16 runs in a row before joining the suite. On failure it says, for each missing piece of
+evidence, which topics carried it, so the stage that dropped it shows.
 """
 
 from __future__ import annotations
