@@ -20,6 +20,7 @@ figures to compare between commits.
 from __future__ import annotations
 
 import argparse
+import shutil
 import json
 import os
 import subprocess
@@ -197,6 +198,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--practices", type=int, default=40)
     parser.add_argument("--days", type=int, default=5)
+    parser.add_argument("--keep-log", type=Path, help="copy the worker's log here")
     args = parser.parse_args()
     LocalStack(StackSettings()).up(progress=lambda message: None)
     run_id = uuid.uuid4().hex[:8]
@@ -237,7 +239,11 @@ def main() -> None:
         }
         plain = run_baseline("plain", baseline_env, len(events), workdir)
         naive = run_baseline("naive", baseline_env, len(events), workdir)
-        run = run_worker(env, settings, len(events), routes, incidents, workdir)
+        try:
+            run = run_worker(env, settings, len(events), routes, incidents, workdir)
+        finally:
+            if args.keep_log:
+                shutil.copy(workdir / "worker.log", args.keep_log)
     worker = run.throughput
     rows = [
         ("plain Faust agent (iterates the topic)", f"{plain:,.0f} events/s"),

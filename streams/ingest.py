@@ -287,6 +287,7 @@ class Backlog:
         self.ask_every = ask_every
         self.monotonic = monotonic
         self._asked = float("-inf")
+        self._asking: asyncio.Future[None] | None = None
 
     async def measure(self, progress: SourceProgress) -> dict[int, bool]:
         consumer = self.app.consumer
@@ -297,7 +298,7 @@ class Backlog:
             p for p, high in highwater.items() if high is not None and handled.get(p, -1) < high
         ]
         if short:
-            await self._ask_the_group(progress, short, highwater)
+            self._ask_in_background(progress, short, highwater)
         behind = {}
         for partition, high in highwater.items():
             done = handled.get(partition)
@@ -306,15 +307,31 @@ class Backlog:
                 metrics.CONSUMER_LAG.labels(str(partition)).set(max(0, high - done))
         return behind
 
+    def _ask_in_background(
+        self, progress: SourceProgress, short: list[int], highwater: dict[int, int | None]
+    ) -> None:
+        """Never awaited by the ingest stage: under load the broker's answer (an admin call in
+        a thread, competing for the GIL) took seconds, and the ingest waited for it."""
+        now = self.monotonic()
+        if self._asking is not None or now - self._asked < self.ask_every:
+            return
+        self._asked = now
+        self._asking = asyncio.ensure_future(self._ask_the_group(progress, short, highwater))
+        self._asking.add_done_callback(self._asked_done)
+
+    def _asked_done(self, task: asyncio.Future[None]) -> None:
+        self._asking = None
+
+    async def settled(self) -> None:
+        """Until the question in flight (if any) is answered."""
+        if self._asking is not None:
+            await asyncio.shield(self._asking)
+
     async def _ask_the_group(
         self, progress: SourceProgress, short: list[int], highwater: dict[int, int | None]
     ) -> None:
         """Partitions short of their high-water mark by this worker's count: how far the group
         has committed them (recorded only when that is the high-water mark)."""
-        now = self.monotonic()
-        if now - self._asked < self.ask_every:
-            return
-        self._asked = now
         try:
             committed = await self.offsets.committed(self.topic, short)
             never = [TP(self.topic, p) for p in short if p not in committed]

@@ -152,7 +152,14 @@ def _behind(
 ) -> dict[int, bool]:
     app = SimpleNamespace(consumer=consumer)
     backlog = Backlog(app, "events", offsets, ask_every=0)  # type: ignore[arg-type]
-    return asyncio.run(backlog.measure(progress or Clocks().progress()))
+    measured = progress or Clocks().progress()
+
+    async def twice() -> dict[int, bool]:
+        await backlog.measure(measured)  # asks the group, in the background
+        await backlog.settled()
+        return await backlog.measure(measured)
+
+    return asyncio.run(twice())
 
 
 def test_a_partition_is_caught_up_only_when_its_handled_events_reach_the_high_water_mark() -> None:
