@@ -144,4 +144,6 @@ class Continuity:
             "messages skipped by the consumer; reading the partition again from the gap",
             extra={"kafka.topic": self.topic, "kafka.partition": partition, "kafka.offset": offset},
         )
-        await self.app.consumer.seek(TP(self.topic, partition), offset)
+        # seek_wait runs the seek on the consumer's own thread; ``seek`` mutates aiokafka's
+        # fetcher from this one, which crashed the fetcher mid-read (KeyError, worker down).
+        await self.app.consumer.seek_wait({TP(self.topic, partition): offset})

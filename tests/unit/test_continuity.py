@@ -22,8 +22,8 @@ class _Consumer:
     async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
         return {tp: 0 for tp in tps}
 
-    async def seek(self, tp: TP, offset: int) -> None:
-        self.sought.append((tp.partition, offset))
+    async def seek_wait(self, partitions: dict[TP, int]) -> None:
+        self.sought += [(tp.partition, offset) for tp, offset in partitions.items()]
 
 
 class _Offsets:
