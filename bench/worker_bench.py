@@ -20,9 +20,9 @@ figures to compare between commits.
 from __future__ import annotations
 
 import argparse
-import shutil
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile

@@ -15,9 +15,9 @@ partition aside (they come again, in order, after the seek). Counted in
 ``guetteur_consumer_gaps_total``, logged.
 
 Skipped messages at the *end* of a partition show no gap, since nothing comes after them:
-``patrol`` (every second) reads again a partition whose high-water mark is past the next
-expected offset while nothing of it has arrived for ``stall_seconds`` and nothing of it waits
-in Faust's buffers (a source partition left short of its end also held the clock back forever).
+``patrol`` (every second) reads again a partition whose high-water mark has stayed past the
+next expected offset for ``stall_seconds`` while nothing of it waits in Faust's buffers (a
+source partition left short of its end also held the clock back forever).
 
 What it cannot close: a partition with no committed offset at all, whose later messages Faust
 acknowledges and commits before the seek takes effect, and a worker killed in that instant.
@@ -56,8 +56,9 @@ class Continuity:
         self.stall_seconds = stall_seconds
         self.monotonic = monotonic
         self.expected: dict[int, int] = {}
-        self.heard: dict[int, float] = {}  # when a message of the partition last arrived
+        self.behind_since: dict[int, float] = {}  # first patrol that saw it short of its end
         self._reading: asyncio.Task[dict[int, int]] | None = None
+        self._seeking: set[asyncio.Future[None]] = set()
         self._generation: int | None = None
 
     def on_assigned(self, partitions: set[Any]) -> None:
@@ -65,7 +66,7 @@ class Continuity:
         handles anything (call from ``app.on_partitions_assigned``; does not wait)."""
         mine = sorted(tp.partition for tp in partitions if tp.topic == self.topic)
         self.expected = {}
-        self.heard = dict.fromkeys(mine, self.monotonic())
+        self.behind_since = {}
         self._generation = self.app.consumer_generation_id
         self._reading = asyncio.ensure_future(self._resume_points(mine)) if mine else None
 
@@ -100,7 +101,7 @@ class Continuity:
                 continue
             kept.append(message)
             self.expected[partition] = max(expected or 0, offset + 1)
-            self.heard[partition] = self.monotonic()
+            self.behind_since.pop(partition, None)  # it moves
         for partition, offset in rewind.items():
             await self._rewind(partition, offset)
         return kept
@@ -123,19 +124,25 @@ class Continuity:
                 self.expected.setdefault(partition, offset)
 
     async def patrol(self) -> None:
-        """Read again the partitions whose last messages never arrived (see the module doc)."""
+        """Read again the partitions whose last messages never arrived (see the module doc).
+
+        Short of its end for ``stall_seconds`` in a row, not merely quiet: a message just
+        produced on a rarely written topic is short of its end for a few milliseconds."""
         await self._ready()
         consumer = self.app.consumer
         waiting = {message.tp for message in consumer.unacked}
         now = self.monotonic()
         for tp in consumer.assignment():
             expected = self.expected.get(tp.partition)
-            if tp.topic != self.topic or expected is None or tp in waiting:
+            if tp.topic != self.topic or expected is None:
                 continue
             high = consumer.highwater(tp)
-            quiet = now - self.heard.get(tp.partition, now)
-            if high is not None and expected < high and quiet >= self.stall_seconds:
-                self.heard[tp.partition] = now  # one rewind per stall period
+            if high is None or expected >= high or tp in waiting:
+                self.behind_since.pop(tp.partition, None)
+                continue
+            since = self.behind_since.setdefault(tp.partition, now)
+            if now - since >= self.stall_seconds:
+                self.behind_since[tp.partition] = now  # one rewind per stall period
                 await self._rewind(tp.partition, expected)
 
     async def _rewind(self, partition: int, offset: int) -> None:
@@ -144,6 +151,28 @@ class Continuity:
             "messages skipped by the consumer; reading the partition again from the gap",
             extra={"kafka.topic": self.topic, "kafka.partition": partition, "kafka.offset": offset},
         )
-        # seek_wait runs the seek on the consumer's own thread; ``seek`` mutates aiokafka's
-        # fetcher from this one, which crashed the fetcher mid-read (KeyError, worker down).
-        await self.app.consumer.seek_wait({TP(self.topic, partition): offset})
+        # Not awaited: the seek runs on the consumer's thread, which a rebalance may hold while
+        # it waits for this very batch to be acknowledged.
+        seeking = asyncio.ensure_future(
+            self._seek(partition, offset, self.app.consumer_generation_id)
+        )
+        self._seeking.add(seeking)
+        seeking.add_done_callback(self._seeking.discard)
+
+    async def _seek(self, partition: int, offset: int, generation: int) -> None:
+        if self.app.consumer_generation_id != generation:
+            return  # a rebalance came first: Faust seeks every partition again itself
+        try:
+            # seek_wait runs the seek on the consumer's own thread; ``seek`` mutates aiokafka's
+            # fetcher from this one, which crashed the fetcher mid-read (KeyError, worker down).
+            await self.app.consumer.seek_wait({TP(self.topic, partition): offset})
+        except Exception as exc:  # e.g. the partition went to another worker meanwhile
+            log.warning(
+                "could not read the partition again",
+                extra={"kafka.topic": self.topic, "kafka.partition": partition, "error": str(exc)},
+            )
+
+    async def settled(self) -> None:
+        """Until the seeks in flight are done (for tests)."""
+        while self._seeking:
+            await asyncio.gather(*list(self._seeking), return_exceptions=True)

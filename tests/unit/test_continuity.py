@@ -50,6 +50,7 @@ def test_a_gap_after_the_resume_point_is_read_again_and_nothing_after_it_is_hand
     async def scenario() -> list[list[tuple[int, int]]]:
         guard.on_assigned({TP(TOPIC, 0), TP(TOPIC, 1), TP("other", 0)})
         first = await guard.admit(_messages(0, range(44, 50)) + _messages(1, range(0, 3)))
+        await guard.settled()
         again = await guard.admit(_messages(0, range(27, 50)))  # after the seek
         later = await guard.admit(_messages(0, range(50, 52)))
         return [_positions(first), _positions(again), _positions(later)]
@@ -117,15 +118,35 @@ def test_a_partition_whose_last_messages_never_came_is_read_again_once_quiet() -
     async def scenario() -> None:
         guard.on_assigned({TP(TOPIC, 0)})
         await guard.admit(_messages(0, range(20, 25)))  # 25..29 never arrive
+        clock["now"] = 1
+        await guard.patrol()  # short of its end since now
         clock["now"] = 4
         await guard.patrol()
-        assert consumer.sought == []  # not quiet long enough: they may be on their way
+        assert consumer.sought == []  # not for long enough: they may be on their way
         clock["now"] = 6
         await guard.patrol()
+        await guard.settled()
         assert consumer.sought == [(0, 25)]
         consumer.unacked = [SimpleNamespace(tp=TP(TOPIC, 0))]
         clock["now"] = 20
         await guard.patrol()  # some of them wait in Faust's buffers: nothing to do
+        await guard.settled()
         assert consumer.sought == [(0, 25)]
 
     asyncio.run(scenario())
+
+
+def test_a_rewind_overtaken_by_a_rebalance_is_dropped() -> None:
+    """Faust seeks every partition again after a rebalance; an older seek would only mislead."""
+    consumer = _Consumer()
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=1)
+    guard = Continuity(app, TOPIC, _Offsets({0: 10}))  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        guard.on_assigned({TP(TOPIC, 0)})
+        await guard.admit(_messages(0, range(20, 22)))  # a gap: a seek is scheduled...
+        app.consumer_generation_id = 2  # ...but a rebalance comes first
+        await guard.settled()
+
+    asyncio.run(scenario())
+    assert consumer.sought == []
