@@ -68,13 +68,10 @@ class Continuity:
         self.expected = {}
         self.behind_since = {}
         self._generation = self.app.consumer_generation_id
-        self._reading = asyncio.ensure_future(self._resume_points(mine)) if mine else None
-
-    async def _resume_points(self, partitions: list[int]) -> dict[int, int]:
-        committed = await self.offsets.committed(self.topic, partitions)
-        never = [TP(self.topic, p) for p in partitions if p not in committed]
-        first = await self.app.consumer.earliest_offsets(*never) if never else {}
-        return {**{tp.partition: int(offset) for tp, offset in first.items()}, **committed}
+        self._reading = None
+        if mine:
+            reading = self.offsets.resume_points(self.app.consumer, self.topic, mine)
+            self._reading = asyncio.ensure_future(reading)
 
     async def admit(self, messages: Sequence[Any]) -> list[Any]:
         """The messages to handle now, in order; a partition with a gap is sought back.

@@ -20,7 +20,6 @@ from typing import Any
 
 import faust
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
-from faust.types import TP
 
 from detectors.base import Detector
 from detectors.models import AccessEvent
@@ -333,13 +332,10 @@ class Backlog:
         """Partitions short of their high-water mark by this worker's count: how far the group
         has committed them (recorded only when that is the high-water mark)."""
         try:
-            committed = await self.offsets.committed(self.topic, short)
-            never = [TP(self.topic, p) for p in short if p not in committed]
-            first = await self.app.consumer.earliest_offsets(*never) if never else {}
+            reached = await self.offsets.resume_points(self.app.consumer, self.topic, short)
         except Exception as exc:  # asked again later; until then those partitions wait
             log.warning("committed offsets unavailable", extra={"error": str(exc)[:200]})
             return
-        reached = {**{tp.partition: offset for tp, offset in first.items()}, **committed}
         handled = progress.next_offset
         for partition, offset in reached.items():
             high = highwater.get(partition)

@@ -7,6 +7,7 @@ import time
 from contextlib import suppress
 from typing import Any
 
+from faust.types import TP
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -120,6 +121,16 @@ class GroupOffsets:
         """Committed offset per partition; absent where the group has committed none."""
         async with self._turn:
             return await asyncio.to_thread(self._committed, topic, partitions)
+
+    async def resume_points(
+        self, consumer: Any, topic: str, partitions: list[int]
+    ) -> dict[int, int]:
+        """Where the group resumes each partition: its committed offset, or, where it has
+        committed none, the partition's first offset (the worker reads from the earliest)."""
+        committed = await self.committed(topic, partitions)
+        never = [TP(topic, p) for p in partitions if p not in committed]
+        first = await consumer.earliest_offsets(*never) if never else {}
+        return {**{tp.partition: int(offset) for tp, offset in first.items()}, **committed}
 
     def _committed(self, topic: str, partitions: list[int]) -> dict[int, int]:
         from kafka import TopicPartition

@@ -134,6 +134,7 @@ def install(
         client = async_client(settings)
         sink = AlertSink(client, settings, Backoff())
         backoff = Backoff()
+        writable = partial(await_metadata, app, [incidents_table.changelog_topic.get_topic_name()])
 
         async def handle(messages: list[Any]) -> int:
             book = AlertBook(known_incident)
@@ -144,7 +145,7 @@ def install(
                 await sink.write(list(changed.values()))
                 published = [(a.alert_id.encode(), _encoded(a)) for a in changed.values()]
                 await send_all(alerts_topic, published)
-                await await_metadata(app, [incidents_table.changelog_topic.get_topic_name()])
+                await writable()
                 for alert_id, alert in changed.items():
                     incidents_table[alert_id] = alert.model_dump(mode="json")
                 _count(changed, book.new)

@@ -11,6 +11,8 @@ from typing import Any
 from faust.types import TP
 
 from streams.continuity import Continuity
+from streams.settings import Settings
+from streams.topics import GroupOffsets
 
 TOPIC = "detect"
 
@@ -26,12 +28,15 @@ class _Consumer:
         self.sought += [(tp.partition, offset) for tp, offset in partitions.items()]
 
 
-class _Offsets:
+class _Offsets(GroupOffsets):
+    """The broker's committed offsets, given; the rest of GroupOffsets is the real one."""
+
     def __init__(self, committed: dict[int, int]) -> None:
-        self._committed = committed
+        super().__init__(Settings(), "group")
+        self.given = committed
 
     async def committed(self, topic: str, partitions: list[int]) -> dict[int, int]:
-        return {p: o for p, o in self._committed.items() if p in partitions}
+        return {p: o for p, o in self.given.items() if p in partitions}
 
 
 def _messages(partition: int, offsets: range) -> list[Any]:
@@ -45,7 +50,7 @@ def _positions(messages: list[Any]) -> list[tuple[int, int]]:
 def test_a_gap_after_the_resume_point_is_read_again_and_nothing_after_it_is_handled() -> None:
     consumer = _Consumer()
     app = SimpleNamespace(consumer=consumer, consumer_generation_id=3)
-    guard = Continuity(app, TOPIC, _Offsets({0: 27}))  # type: ignore[arg-type]
+    guard = Continuity(app, TOPIC, _Offsets({0: 27}))
 
     async def scenario() -> list[list[tuple[int, int]]]:
         guard.on_assigned({TP(TOPIC, 0), TP(TOPIC, 1), TP("other", 0)})
@@ -65,7 +70,7 @@ def test_a_gap_after_the_resume_point_is_read_again_and_nothing_after_it_is_hand
 def test_messages_read_again_below_the_expected_offset_are_handled() -> None:
     """A replay from an older committed offset repeats messages: handled again (idempotent)."""
     app = SimpleNamespace(consumer=_Consumer(), consumer_generation_id=1)
-    guard = Continuity(app, TOPIC, _Offsets({0: 5}))  # type: ignore[arg-type]
+    guard = Continuity(app, TOPIC, _Offsets({0: 5}))
 
     async def scenario() -> list[tuple[int, int]]:
         guard.on_assigned({TP(TOPIC, 0)})
@@ -81,7 +86,7 @@ def test_a_guard_that_fails_lets_the_batch_through() -> None:
             raise ConnectionError("broker unreachable")
 
     app = SimpleNamespace(consumer=_Consumer(), consumer_generation_id=1)
-    guard = Continuity(app, TOPIC, Broken({}))  # type: ignore[arg-type]
+    guard = Continuity(app, TOPIC, Broken({}))
 
     async def scenario() -> list[tuple[int, int]]:
         guard.on_assigned({TP(TOPIC, 0)})
@@ -110,7 +115,7 @@ def test_a_partition_whose_last_messages_never_came_is_read_again_once_quiet() -
     guard = Continuity(
         app,
         TOPIC,
-        _Offsets({0: 20}),  # type: ignore[arg-type]
+        _Offsets({0: 20}),
         stall_seconds=5,
         monotonic=lambda: clock["now"],
     )
@@ -140,7 +145,7 @@ def test_a_rewind_overtaken_by_a_rebalance_is_dropped() -> None:
     """Faust seeks every partition again after a rebalance; an older seek would only mislead."""
     consumer = _Consumer()
     app = SimpleNamespace(consumer=consumer, consumer_generation_id=1)
-    guard = Continuity(app, TOPIC, _Offsets({0: 10}))  # type: ignore[arg-type]
+    guard = Continuity(app, TOPIC, _Offsets({0: 10}))
 
     async def scenario() -> None:
         guard.on_assigned({TP(TOPIC, 0)})

@@ -10,6 +10,8 @@ from faust.types import TP
 
 from streams.detection.watermark import DetectClock, SourceProgress
 from streams.ingest import Backlog
+from streams.settings import Settings
+from streams.topics import GroupOffsets
 
 T = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 WALL = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -137,14 +139,17 @@ class _Consumer:
         return {tp: self._earliest for tp in tps}
 
 
-class _Offsets:
+class _Offsets(GroupOffsets):
+    """The broker's committed offsets, given; the rest of GroupOffsets is the real one."""
+
     def __init__(self, committed: dict[int, int]) -> None:
+        super().__init__(Settings(), "group")
         self.asked = 0
-        self._committed = committed
+        self.given = committed
 
     async def committed(self, topic: str, partitions: list[int]) -> dict[int, int]:
         self.asked += 1
-        return {p: o for p, o in self._committed.items() if p in partitions}
+        return {p: o for p, o in self.given.items() if p in partitions}
 
 
 def _behind(
