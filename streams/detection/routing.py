@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from faust.serializers.codecs import dumps as faust_dumps
-from pydantic import AwareDatetime, BaseModel, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
 
 from detectors.alerts import Alert
 from detectors.base import Detector
@@ -113,7 +113,9 @@ class _Message(BaseModel):
     events: list[AccessEvent]
     routes: list[tuple[int, str, str]]
     tick: dict[int, AwareDatetime]
-    gen: int = 0
+    # Kafka's generation id is an int32: a larger one (a stranger, a bug) would fence every
+    # later claim and stall the clock for good.
+    gen: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
 def decode(raw: bytes) -> Forwarded:

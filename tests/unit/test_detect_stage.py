@@ -127,3 +127,36 @@ def test_alert_parts_are_valid_alerts() -> None:
     asyncio.run(_stage({}, topic).handle(_messages()))
     for raw in topic.sent:
         assert all(isinstance(a, Alert) for a in routing.decode_alert_parts(raw))
+
+
+def test_hostile_internal_messages_are_skipped_and_counted_beside_valid_ones() -> None:
+    """Only our workers write the detect topic, but a stranger or a bug could: deep nesting,
+    a huge number, wrong types, an oversized blob. Each is skipped (counted, logged), the batch
+    is not stopped, and the valid messages around it detect. An absurdly early tick is read
+    (it can only hold the clock back: claims never move a partition backwards)."""
+    valid = _messages()
+    hostile = [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"events": [], "routes": [], "tick": {"0": "2026-01-01T00:00:00Z"}, "gen": 1'
+        + b"0" * 5000
+        + b"}",
+        b'{"events": "not a list", "routes": 7, "tick": []}',
+        b'{"events": [{"event_id": 1}], "routes": [[0, "x", "y"]], "tick": {}}',
+        b"x" * (2 * 1024 * 1024),
+    ]
+    strangers = [
+        SimpleNamespace(value=raw, partition=0, offset=-1, topic="detect") for raw in hostile
+    ]
+    undecodable = metrics.INTERNAL_UNDECODABLE.labels("detect")
+    before = undecodable._value.get()
+    clean, mixed = _PartsTopic(failures=0), _PartsTopic(failures=0)
+    asyncio.run(_stage({}, clean).handle(valid))
+    early = SimpleNamespace(
+        value=b'{"events": [], "routes": [], "tick": {"0": "0001-01-01T00:00:00+14:00"}}',
+        partition=0,
+        offset=-1,
+        topic="detect",
+    )
+    asyncio.run(_stage({}, mixed).handle([*strangers[:3], early, *valid, *strangers[3:]]))
+    assert undecodable._value.get() - before == len(hostile)
+    assert _alerts(mixed) == _alerts(clean)
