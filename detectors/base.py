@@ -11,9 +11,12 @@ order, so a replay, a restart or the offline runner reach the same alerts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timedelta
+from enum import Enum
+from functools import cache
+from types import UnionType
+from typing import Any, Protocol, TypeVar, Union, get_args, get_origin
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -57,10 +60,17 @@ class DetectorState(BaseModel):
 
         Containers and mutable models are copied; what cannot change (strings, numbers, times,
         frozen models such as the events waiting in ``pending``) is shared: a deep copy of
-        those cost more than the detectors themselves.
+        those cost more than the detectors themselves. How to copy each field is read once per
+        state class from its annotations (``_copier``), so a snapshot is a few C-level copies.
         """
-        copied: S = _copied(self)
-        return copied
+        kind = type(self)
+        copy = kind.__new__(kind)
+        setattr_ = object.__setattr__
+        setattr_(copy, "__dict__", _copier(kind)(self.__dict__))
+        setattr_(copy, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
+        setattr_(copy, "__pydantic_extra__", None)  # extra="forbid"
+        setattr_(copy, "__pydantic_private__", None)  # states keep no private attributes
+        return copy
 
     def is_idle(self) -> bool:
         """Nothing left to decide or remember: the key's state may be dropped.
@@ -68,16 +78,19 @@ class DetectorState(BaseModel):
         Every state's fields default to None or an empty container, so "as a fresh state" is
         "every field None or empty": checked directly, not by building and comparing models
         (this runs after every step)."""
-        return all(
-            value is None or (type(value) in _CONTAINERS and not value)
-            for value in self.__dict__.values()
-        )
+        return _is_idle(type(self))(self.__dict__)
 
 
 _CONTAINERS = (list, dict, set)
+Copy = Callable[[Any], Any]
+
+
+def _share(value: Any) -> Any:
+    return value
 
 
 def _copied(value: Any) -> Any:
+    """The generic copy, for a field whose annotation ``_copy_for`` does not recognise."""
     kind = type(value)
     if kind is list:
         return [_copied(item) for item in value]
@@ -85,26 +98,77 @@ def _copied(value: Any) -> Any:
         return {key: _copied(item) for key, item in value.items()}
     if kind is set:
         return {_copied(item) for item in value}
+    if isinstance(value, DetectorState):
+        return value.snapshot()
     if isinstance(value, BaseModel) and not value.model_config.get("frozen"):
-        return _copied_model(value)
+        return value.model_copy(deep=True)
     return value
 
 
-def _copied_model(model: BaseModel) -> BaseModel:
-    """A pydantic model copied field by field, without ``model_copy``'s generic machinery (it
-    cost more than the detectors). States have no extra fields and no private attributes."""
-    kind = type(model)
-    copy = kind.__new__(kind)
-    setattr_ = object.__setattr__
-    setattr_(copy, "__dict__", {name: _copied(v) for name, v in model.__dict__.items()})
-    setattr_(copy, "__pydantic_fields_set__", set(model.__pydantic_fields_set__))
-    setattr_(copy, "__pydantic_extra__", model.__pydantic_extra__)
-    setattr_(copy, "__pydantic_private__", model.__pydantic_private__)
-    return copy
+def _immutable(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, UnionType):
+        return all(_immutable(arg) for arg in get_args(annotation))
+    if not isinstance(annotation, type):
+        return False
+    if issubclass(annotation, BaseModel):
+        return bool(annotation.model_config.get("frozen"))
+    return annotation is type(None) or issubclass(annotation, _IMMUTABLE)
+
+
+_IMMUTABLE = (str, int, float, bool, date, datetime, AwareDatetime, Enum)  # date: datetime too
+
+
+def _copy_for(annotation: Any) -> Copy:
+    """How to copy a value of this type: share it, copy the container, or the generic way."""
+    if _immutable(annotation):
+        return _share
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (list, set) and _immutable(args[0]):
+        return origin  # type: ignore[no-any-return]
+    if origin is dict and _immutable(args[0]):
+        if _immutable(args[1]):
+            return dict
+        inner = _copy_for(args[1])
+        if inner is not _copied:
+            return lambda value: {key: inner(item) for key, item in value.items()}
+    return _copied
+
+
+@cache
+def _is_idle(kind: type[DetectorState]) -> Callable[[dict[str, Any]], bool]:
+    """Every field None or an empty container: containers by annotation, the rest by None."""
+    names = list(kind.model_fields)
+
+    def idle(values: dict[str, Any]) -> bool:
+        for name in names:
+            value = values[name]
+            if value is not None and (type(value) not in _CONTAINERS or value):
+                return False
+        return True
+
+    return idle
+
+
+@cache
+def _copier(kind: type[DetectorState]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A state class's field values into a copy of them, each field copied as its type needs."""
+    plan = [(name, _copy_for(field.annotation)) for name, field in kind.model_fields.items()]
+    copied = [(name, copy) for name, copy in plan if copy is not _share]
+
+    def copy_values(values: dict[str, Any]) -> dict[str, Any]:
+        fresh = dict(values)
+        for name, copy in copied:
+            fresh[name] = copy(fresh[name])
+        return fresh
+
+    return copy_values
 
 
 class Detector(Protocol[S]):
     rule_id: str
+    # Judges each event alone, never keeping state or pending decisions: the runner then
+    # skips reading and writing its state (tests/unit/detectors check the claim).
+    stateless: bool
 
     @property
     def name(self) -> str:
@@ -122,6 +186,7 @@ class BaseDetector:
 
     rule_id: str = ""
     default_severity: Severity = Severity.HIGH
+    stateless: bool = False
 
     def __init__(self, policy: Policy):
         self.policy = policy

@@ -12,6 +12,7 @@ from detectors.models import AccessEvent
 
 class UnapprovedDestinationDetector(BaseDetector):
     rule_id = "export.unapproved_destination"
+    stateless = True
     default_severity = Severity.HIGH
 
     def key(self, event: AccessEvent) -> str | None:

@@ -21,6 +21,7 @@ from detectors.models import AccessEvent, Action, Purpose
 
 class ExportFieldsDetector(BaseDetector):
     rule_id = "export.reidentification_risk"
+    stateless = True
     default_severity = Severity.CRITICAL
 
     @property

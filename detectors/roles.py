@@ -13,6 +13,7 @@ from detectors.models import AccessEvent, Role
 
 class RoleNotPermittedDetector(BaseDetector):
     rule_id = "access.role_not_permitted"
+    stateless = True
     default_severity = Severity.MEDIUM
 
     def key(self, event: AccessEvent) -> str | None:

@@ -41,6 +41,8 @@ class Runner:
         self.states: MutableMapping[str, DetectorState] = {} if states is None else states
         self.clock: datetime | None = None
         self._wakeups: list[tuple[datetime, str]] = []
+        # A fresh state per detector, built once and copied per use (building costs more).
+        self._fresh = {name: detector.initial() for name, detector in detectors.items()}
         for stored in list(self.states):  # a restarted worker: its pending decisions
             state = self.states.get(stored)  # None: unreadable, dropped by the mapping
             if state is not None:
@@ -55,21 +57,42 @@ class Runner:
         alerts = []
         for name, key in self.routes(event):
             alerts += self.step(name, key, event)
-        return alerts + self.advance(event.timestamp)
+        if self.clock is None or event.timestamp > self.clock:
+            alerts += self.advance(event.timestamp)
+        return alerts
 
     def step(self, name: str, key: str, event: AccessEvent) -> list[Alert]:
         """One detector on one event. A detector that raises loses that event and nothing else:
         it worked on a copy, so the stored state is exactly what it was before the call."""
         detector = self.detectors[name]
+        if detector.stateless:
+            return self._step_stateless(name, detector, event)
         stored = state_key(name, key)
         before = self.states.get(stored)
-        working = before.snapshot() if before is not None else detector.initial()
+        working = (before if before is not None else self._fresh[name]).snapshot()
         try:
             state, alerts = detector.step(working, event)
         except Exception as exc:
             self.on_error(name, event.event_id, exc)
             return []
         self._save(stored, state)
+        return alerts
+
+    def _step_stateless(
+        self, name: str, detector: Detector[Any], event: AccessEvent
+    ) -> list[Alert]:
+        """A detector that judges each event alone: no stored state to read, copy or write
+        (on the worker each is a table look-up). Should it keep state after all, that is a bug
+        reported as a failure on the event, not state silently lost at the next one."""
+        fresh = self._fresh[name]  # lent, not copied: checked to be still fresh after the call
+        try:
+            state, alerts = detector.step(fresh, event)
+            if not (state.is_idle() and fresh.is_idle()):
+                raise TypeError(f"{name} is declared stateless but kept state")
+        except Exception as exc:
+            self._fresh[name] = detector.initial()  # whatever the call did to the lent one
+            self.on_error(name, event.event_id, exc)
+            return []
         return alerts
 
     def advance(self, now: datetime) -> list[Alert]:

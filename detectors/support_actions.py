@@ -16,6 +16,8 @@ from detectors.support_consent import support_access
 
 
 class _ActorDetector(BaseDetector):
+    stateless = True
+
     def key(self, event: AccessEvent) -> str | None:
         return f"actor:{event.actor.id}" if event.actor.role is Role.SUPPORT_AGENT else None
 

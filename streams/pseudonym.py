@@ -9,12 +9,14 @@ auditor can still find a patient's accesses recorded under them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from detectors.models import AccessEvent
+from detectors.models import AccessEvent, replaced
 from streams.keys import Key, KeySource, load_keys
 from streams.settings import Settings
+
+REMEMBERED_PSEUDONYMS = 65_536
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,17 @@ class Pseudonymizer:
 
     current: Key
     previous: tuple[Key, ...] = ()
+    # The same patients come back all day: their pseudonyms are remembered (a dict look-up
+    # instead of an HMAC), a bounded number of them, so memory stays flat on any input.
+    _known: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def pseudonym(self, raw_id: str) -> str:
-        return _pseudonym(self.current, raw_id)
+        known = self._known.get(raw_id)
+        if known is None:
+            if len(self._known) >= REMEMBERED_PSEUDONYMS:
+                self._known.clear()
+            known = self._known[raw_id] = _pseudonym(self.current, raw_id)
+        return known
 
     def all_pseudonyms(self, raw_id: str) -> list[str]:
         """Every pseudonym the patient may carry in the history, newest key first."""
@@ -54,4 +64,4 @@ def pseudonymise(event: AccessEvent, pseudonymizer: Pseudonymizer) -> AccessEven
     """The event as everything downstream sees it: its patient id replaced by the pseudonym."""
     if event.patient_id is None:
         return event
-    return event.model_copy(update={"patient_id": pseudonymizer.pseudonym(event.patient_id)})
+    return replaced(event, patient_id=pseudonymizer.pseudonym(event.patient_id))

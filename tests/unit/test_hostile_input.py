@@ -98,3 +98,48 @@ def test_valid_events_beside_hostile_ones_still_decode() -> None:
     for raw, _ in HOSTILE.values():
         decode(raw, now=NOW)
     assert isinstance(decode(_event(), now=NOW), AccessEvent)
+
+
+NULLS = {
+    "null optional field": _event(practice_id=None),
+    "null actor field": _event(actor={"id": "dr-martin", "role": "practitioner", "ip": None}),
+    "null consent field": _event(consent={"mode": None}),
+    "null inside attributes (allowed)": _event(attributes={"note": None}),
+    "the word null in a value": _event(ticket_id="null"),
+}
+
+
+def _reference(raw: bytes) -> AccessEvent | Rejected:
+    """The verdict of the long way (json.loads, nulls, then pydantic): what ``decode`` gave
+    before it let pydantic parse valid events alone."""
+    from streams.decode import _null_keys, _verdict
+
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return _verdict(raw, 64 * 1024)
+    if not isinstance(value, dict) or _null_keys(value):
+        return _verdict(raw, 64 * 1024)
+    try:
+        event = AccessEvent.model_validate_json(raw)
+    except ValueError:
+        return _verdict(raw, 64 * 1024)
+    problem = EventTimeBounds().violation(event, NOW)
+    return Rejected(Reason.CONTRACT_VIOLATION, problem) if problem else event
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [raw for raw, _ in HOSTILE.values()] + list(NULLS.values()) + [_event()],
+    ids=[*HOSTILE, *NULLS, "valid"],
+)
+def test_parsing_valid_events_once_changes_no_verdict(raw: bytes) -> None:
+    """``decode`` lets pydantic parse the bytes and only parses a refused message again;
+    its parser must never accept what ``json.loads`` refuses, nor a null the contract forbids."""
+    found, expected = decode(raw, now=NOW), _reference(raw)
+    if isinstance(expected, Rejected):
+        assert found == expected
+    else:
+        assert isinstance(found, AccessEvent)
+        assert found.model_dump() == expected.model_dump()
+        assert found.model_fields_set == expected.model_fields_set

@@ -77,3 +77,18 @@ def test_cli_prints_pseudonyms_from_stdin() -> None:
     assert result.returncode == 0, result.stderr
     assert Pseudonymizer(Key("k9", SECRET.encode())).pseudonym("P-10045") in result.stdout
     assert "P-10045" not in result.stdout
+
+
+def test_remembered_pseudonyms_are_the_same_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pseudonyms are remembered (an HMAC per event cost more than the detectors' routing),
+    never more than REMEMBERED_PSEUDONYMS of them, and a remembered one is the computed one."""
+    import streams.pseudonym as module
+
+    monkeypatch.setattr(module, "REMEMBERED_PSEUDONYMS", 10)
+    pseudonymizer = Pseudonymizer(Key("k1", SECRET.encode()))
+    fresh = Pseudonymizer(Key("k1", SECRET.encode()))
+    for round_ in range(3):
+        for number in range(25):
+            raw = f"P-{number}"
+            assert pseudonymizer.pseudonym(raw) == fresh.all_pseudonyms(raw)[0], round_
+            assert len(pseudonymizer._known) <= 10

@@ -15,9 +15,10 @@ from pydantic import Field
 from detectors.alerts import Alert
 from detectors.base import BaseDetector, DetectorState
 from detectors.models import AccessEvent
-from detectors.policy import Policy
+from detectors.policy import Policy, load_policy
 from detectors.registry import all_detectors
 from detectors.runner import Runner, state_key
+from streams.demo.simulate import DEMO_POLICY, simulate
 from tests.unit.detectors.helpers import DOCTOR, at, ev
 
 POISON = "poison"
@@ -136,3 +137,71 @@ def test_a_detector_whose_key_raises_misses_that_event_and_the_others_route_it()
     assert runner.routes(_view(POISON + "-key", 0)) == [("fragile", "actor:dr-martin")]
     assert errors == [("unkeyable", POISON + "-key")]
     assert [name for name, _ in runner.routes(_view("ok", 1))] == ["unkeyable", "fragile"]
+
+
+class Forgetful(Fragile):
+    """Claims to judge each event alone, yet keeps state: a bug the runner must not hide."""
+
+    rule_id = "test.forgetful"
+    stateless = True
+
+
+def test_a_detector_wrongly_declared_stateless_is_reported_not_trusted() -> None:
+    errors: list[tuple[str, str]] = []
+    runner = Runner(
+        {"forgetful": Forgetful(Policy())},
+        on_error=lambda name, event_id, exc: errors.append((name, event_id)),
+    )
+    runner.step("forgetful", "actor:dr-martin", _view("kept-1", 0))
+    runner.step("forgetful", "actor:dr-martin", _view("kept-2", 1))
+    assert errors == [("forgetful", "kept-1"), ("forgetful", "kept-2")]
+    assert not runner.states  # nothing stored for a detector whose states are never read
+    assert runner._fresh["forgetful"].is_idle()  # the lent fresh state was replaced
+
+
+def test_the_detectors_declared_stateless_keep_nothing_on_a_simulated_month() -> None:
+    errors: list[tuple[str, str, str]] = []
+    detectors = all_detectors(load_policy(DEMO_POLICY))
+    assert {name for name, d in detectors.items() if d.stateless} >= {
+        "access.role_not_permitted",
+        "support.non_view_action",
+    }
+    runner = Runner(detectors, on_error=lambda n, e, exc: errors.append((n, e, repr(exc))))
+    for raw in simulate(practices=4, days=30, seed=11).events:
+        runner.feed(AccessEvent.model_validate(raw, strict=False))
+    runner.finish()
+    assert errors == []
+
+
+def test_a_snapshot_shares_nothing_a_detector_could_change() -> None:
+    """Every state class of the registry: each container of the copy changed, deep down,
+    and the original is exactly as it was (the copy plan is read from annotations)."""
+    runner = Runner(all_detectors(load_policy(DEMO_POLICY)))
+    for raw in simulate(practices=4, days=3, seed=5).events:
+        runner.feed(AccessEvent.model_validate(raw, strict=False))
+    kinds: set[type] = set()
+    for state in list(runner.states.values()):
+        before = state.model_dump()
+        copy = state.snapshot()
+        assert type(copy) is type(state) and copy.model_dump() == before
+        _scribble(copy)
+        assert state.model_dump() == before, type(state).__name__
+        kinds.add(type(state))
+    assert len(kinds) >= 4  # care, session, volume, hri, linkage states were all exercised
+
+
+def _scribble(value: Any) -> None:
+    """Change every mutable container reachable from ``value``, in place."""
+    if isinstance(value, DetectorState):
+        for name in type(value).model_fields:
+            _scribble(getattr(value, name))
+    elif isinstance(value, list):
+        for item in value:
+            _scribble(item)
+        value.append(object())
+    elif isinstance(value, dict):
+        for item in value.values():
+            _scribble(item)
+        value[object()] = object()
+    elif isinstance(value, set):
+        value.add(object())
