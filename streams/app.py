@@ -64,14 +64,14 @@ def create_app(settings: Settings) -> faust.App:
     events_topic = app.topic(settings.topic_events, value_type=bytes, value_serializer="raw")
     dlq_topic = app.topic(settings.topic_dlq, value_type=bytes, value_serializer="raw")
     offsets = GroupOffsets(settings, settings.app_id)
-    detect_topic, detection_guards = detection_agents.install(
+    detection_topics, detection_guards = detection_agents.install(
         app,
         settings,
         detectors,
         cache(lambda: partition_count(settings, settings.topic_events)),
         offsets,
     )
-    forwarder = Forwarder(app, settings, detectors, detect_topic, offsets)
+    forwarder = Forwarder(app, settings, detectors, detection_topics, offsets)
     continuity = Continuity(app, settings.topic_events, offsets)
     dead_letters = DeadLetters(dlq_topic, settings, Backoff())
 

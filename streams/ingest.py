@@ -21,14 +21,16 @@ from typing import Any
 import faust
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
+from detectors.alerts import Alert
 from detectors.base import Detector
 from detectors.models import AccessEvent
+from detectors.runner import Runner
 from streams import metrics
 from streams.backoff import Backoff
 from streams.dead_letters import PAYLOAD, REFERENCE, REPLAYED_FROM, headers_for
 from streams.decode import EventTimeBounds, Reason, Rejected, decode
 from streams.detection import routing
-from streams.detection.agents import detector_failed
+from streams.detection.agents import DetectionTopics, detector_failed
 from streams.detection.watermark import SourceProgress
 from streams.history.writer import Accepted, HistoryWriter, Refused, WriteResult
 from streams.pseudonym import Pseudonymizer, pseudonymise
@@ -188,20 +190,30 @@ class IngestStage:
 
 
 class Forwarder:
-    """Accepted events to the detect partitions that need them, with the clock's progress."""
+    """Accepted events to the detect partitions that need them, with the clock's progress.
+
+    Detectors that judge each event alone (``Detector.stateless``: a role, a country, a
+    destination is in the event) run here, where the event already is: they need no state on
+    another partition, and forwarding for them was half of the detect topic's traffic. Their
+    alerts go straight to the incidents' partitions, one hop earlier.
+    """
 
     def __init__(
         self,
         app: faust.App,
         settings: Settings,
         detectors: dict[str, Detector[Any]],
-        detect_topic: Any,
+        topics: DetectionTopics,
         offsets: GroupOffsets,
     ):
         self.app = app
         self.settings = settings
-        self.detectors = detectors
-        self.detect_topic = detect_topic
+        self.routed = {name: d for name, d in detectors.items() if not d.stateless}
+        self.judge = Runner(
+            {name: d for name, d in detectors.items() if d.stateless}, on_error=detector_failed
+        )
+        self.detect_topic = topics.detect
+        self.parts_topic = topics.alert_parts
         self.progress = SourceProgress(settings.idle_seconds)
         self.backlog = Backlog(app, settings.topic_events, offsets)
         self._told: tuple[int, dict[int, datetime]] = (0, {})  # last sent to detection
@@ -221,22 +233,37 @@ class Forwarder:
                     position = (message.partition, message.offset)
                     self.progress.observe(*position, times.get(position))
                 progress = await self._measured()
+                events = [a.event for a in accepted]
                 outgoing = routing.forward(
-                    (a.event for a in accepted),
-                    self.detectors,
+                    events,
+                    self.routed,
                     self.settings.topic_partitions,
                     progress,
                     detector_failed,
                     generation,
                 )
-                await send_all(
-                    self.detect_topic,
-                    [(None, value, p) for p, values in outgoing.items() for value in values],
+                alerts = routing.alert_parts(self._judged(events), self.settings.topic_partitions)
+                await asyncio.gather(
+                    send_all(
+                        self.detect_topic,
+                        [(None, value, p) for p, values in outgoing.items() for value in values],
+                    ),
+                    send_all(self.parts_topic, [(None, value, p) for p, value in alerts.items()]),
                 )
             except BaseException:
                 self.progress.restore(before)  # the batch will come again: claim nothing
                 raise
             self._told = (generation, progress)
+
+    def _judged(self, events: Iterable[AccessEvent]) -> list[Alert]:
+        """The alerts of the detectors that judge each event alone (a replayed batch sends
+        them again: the incidents stage merges by alert id and event id, adding nothing)."""
+        judge, alerts = self.judge, []
+        for event in events:
+            for name, key in judge.routes(event):
+                alerts += judge.step(name, key, event)
+        metrics.ALERT_FINDINGS.inc(len(alerts))
+        return alerts
 
     async def tick(self) -> None:
         """The progress alone, when it moved without events (idle advancement)."""

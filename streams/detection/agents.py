@@ -14,6 +14,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -51,15 +52,23 @@ def _table(app: faust.App, name: str, settings: Settings) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class DetectionTopics:
+    """Where the ingest stage hands over: events to route, alerts already found."""
+
+    detect: Any
+    alert_parts: Any
+
+
 def install(
     app: faust.App,
     settings: Settings,
     detectors: dict[str, Detector[Any]],
     source_partitions: Callable[[], int],
     offsets: GroupOffsets,
-) -> tuple[Any, list[Continuity]]:
-    """Register the topics, tables and agents of detection; return the detect topic and the
-    continuity guards of the agents' topics."""
+) -> tuple[DetectionTopics, list[Continuity]]:
+    """Register the topics, tables and agents of detection; return the topics the ingest stage
+    writes to and the continuity guards of the agents' topics."""
     detect_topic = app.topic(settings.detect_topic, key_serializer="raw", value_serializer="raw")
     parts_topic = app.topic(
         settings.alert_parts_topic, key_serializer="raw", value_serializer="raw"
@@ -180,7 +189,7 @@ def install(
                 alerts = [_decoded(Alert.model_validate_json, message) for message in messages]
                 yield await pager.page_safely([alert for alert in alerts if alert is not None])
 
-    return detect_topic, guards
+    return DetectionTopics(detect_topic, parts_topic), guards
 
 
 class DetectStage:
