@@ -177,6 +177,11 @@ class Detector(Protocol[S]):
 
     def key(self, event: AccessEvent) -> str | None: ...
     def initial(self) -> S: ...
+    def forget_at(self, state: S) -> datetime | None:
+        """The event time from which ``expire`` drops all the state remembers (None: it
+        remembers nothing beyond its pending decisions)."""
+        ...
+
     def step(self, state: S, event: AccessEvent) -> tuple[S, list[Alert]]: ...
     def expire(self, state: S, now: datetime) -> tuple[S, list[Alert]]: ...
 
@@ -198,6 +203,9 @@ class BaseDetector:
     @property
     def severity(self) -> Severity:
         return self.policy.severity.get(self.rule_id, self.default_severity)
+
+    def forget_at(self, state: Any) -> datetime | None:
+        return None
 
     def finding(self, event: AccessEvent, group: str, headline: str) -> Finding:
         return Finding(self.rule_id, self.severity, event, group, headline)

@@ -51,6 +51,12 @@ class NoCareRelationshipDetector(BaseDetector):
             self.wait(state, event, self.policy.care.after)
         return state, []
 
+    def forget_at(self, state: CareState) -> datetime | None:
+        if state.pending or not state.care:
+            return None  # pending decisions bring ``expire`` back; it trims then
+        care = self.policy.care
+        return state.care[-1] + care.before + care.after + self._slack()
+
     def expire(self, state: CareState, now: datetime) -> tuple[CareState, list[Alert]]:
         findings = [
             self.finding(access, f"actor:{access.actor.id}", self._headline(access))

@@ -120,6 +120,12 @@ class CrossPracticeLinkageDetector(BaseDetector):
         state.exports = [e for e in state.exports if e.at > oldest]
         return state, self.report(findings)
 
+    def forget_at(self, state: LinkageState) -> datetime | None:
+        if state.pending or not state.exports:
+            return None  # pending decisions bring ``expire`` back; it trims then
+        window = timedelta(days=self.policy.export.linkage_days)
+        return max(e.at for e in state.exports) + window + self.policy.alerts.lateness
+
     def _linked(self, state: LinkageState, export: AccessEvent) -> bool:
         window = timedelta(days=self.policy.export.linkage_days)
         return any(

@@ -66,6 +66,19 @@ class UnusualVolumeDetector(BaseDetector):
         self._forget_old(state, now)
         return state, self.report(findings)
 
+    def forget_at(self, state: VolumeState) -> datetime | None:
+        if state.pending:
+            return None  # pending decisions bring ``expire`` back; it trims then
+        policy = self.policy.export
+        ends = []
+        if state.exports:
+            newest = max(e.at for e in state.exports)
+            ends.append(newest + policy.volume_window + self.policy.alerts.lateness)
+        if state.daily:  # a day counts in the baseline until baseline_days + 2 days after it
+            gone = date.fromordinal(max(state.daily).toordinal() + policy.baseline_days + 3)
+            ends.append(datetime(gone.year, gone.month, gone.day, tzinfo=UTC))
+        return max(ends, default=None)
+
     def _over(self, state: VolumeState, export: AccessEvent) -> bool:
         at = export.timestamp
         return self._window_total(state, at) > self._threshold(state, at)

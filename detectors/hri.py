@@ -69,6 +69,15 @@ class BulkDownloadDetector(BaseDetector):
         self._forget_old(state, now)
         return state, self.report(findings)
 
+    def forget_at(self, state: HriState) -> datetime | None:
+        if state.pending:
+            return None  # pending decisions bring ``expire`` back; it trims then
+        times = [d.at for d in state.downloads] + [t for ts in state.views.values() for t in ts]
+        if not times:
+            return None
+        policy = self.policy.hri
+        return max(times) + self.policy.alerts.lateness + max(policy.window, policy.view_before)
+
     def _over_threshold(self, state: HriState, download: AccessEvent) -> str | None:
         """More distinct patients than allowed in the window ending at this download: later
         events can only add patients, so this is final the moment it is seen. The sentence

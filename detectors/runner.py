@@ -41,12 +41,13 @@ class Runner:
         self.states: MutableMapping[str, DetectorState] = {} if states is None else states
         self.clock: datetime | None = None
         self._wakeups: list[tuple[datetime, str]] = []
+        self._scheduled: dict[str, datetime] = {}  # each key's earliest wakeup in the heap
         # A fresh state per detector, built once and copied per use (building costs more).
         self._fresh = {name: detector.initial() for name, detector in detectors.items()}
         for stored in list(self.states):  # a restarted worker: its pending decisions
             state = self.states.get(stored)  # None: unreadable, dropped by the mapping
             if state is not None:
-                self._schedule(stored, state)
+                self._schedule(stored, self._due(stored.split(SEPARATOR, 1)[0], state))
 
     def routes(self, event: AccessEvent) -> list[tuple[str, str]]:
         """(detector name, key) for every detector that wants the event."""
@@ -75,7 +76,7 @@ class Runner:
         except Exception as exc:
             self.on_error(name, event.event_id, exc)
             return []
-        self._save(stored, state)
+        self._save(stored, name, state)
         return alerts
 
     def _step_stateless(
@@ -101,16 +102,26 @@ class Runner:
             return []
         self.clock = now
         alerts: list[Alert] = []
+        done: set[str] = set()
         while self._wakeups and self._wakeups[0][0] <= now:
-            _, stored = heapq.heappop(self._wakeups)
+            at, stored = heapq.heappop(self._wakeups)
+            if self._scheduled.get(stored) == at:
+                del self._scheduled[stored]
             state = self.states.get(stored)
-            due = state.next_due() if state is not None else None
-            if state is None or due is None or due > now:
-                continue  # already handled, or rescheduled later
+            if state is None or stored in done:
+                # Dropped meanwhile; or expired at this very time and still due, which only a
+                # detector whose ``forget_at`` disagrees with its ``expire`` can cause: not
+                # looped on for ever (its next event schedules it again).
+                continue
             name = stored.split(SEPARATOR, 1)[0]
-            state, expired = self._expire(name, state, now)
-            alerts += expired
-            self._save(stored, state)
+            due = self._due(name, state)
+            if due is None or due > now:
+                self._schedule(stored, due)  # moved later since it was scheduled
+                continue
+            done.add(stored)
+            state, found = self._expire(name, state, now)
+            alerts += found
+            self._save(stored, name, state)
         return alerts
 
     def _expire(
@@ -147,18 +158,32 @@ class Runner:
         self.clock = None
         return self.advance(END_OF_TIME)
 
-    def _save(self, stored: str, state: DetectorState) -> None:
+    def _save(self, stored: str, name: str, state: DetectorState) -> None:
         if state.is_idle():
             if stored in self.states:
                 del self.states[stored]
             return
         self.states[stored] = state
-        self._schedule(stored, state)
+        self._schedule(stored, self._due(name, state))
 
-    def _schedule(self, stored: str, state: DetectorState) -> None:
-        due = state.next_due()
-        if due is not None:
-            heapq.heappush(self._wakeups, (due, stored))
+    def _due(self, name: str, state: DetectorState) -> datetime | None:
+        """When the state next needs ``expire``: a pending decision, or what it remembers
+        growing too old to matter, so that a key never seen again is dropped in the end
+        instead of kept for ever (memory flat on any length of input)."""
+        due, forget = state.next_due(), self.detectors[name].forget_at(state)
+        if due is None or forget is None:
+            return due or forget
+        return min(due, forget)
+
+    def _schedule(self, stored: str, due: datetime | None) -> None:
+        """One wakeup per key in the heap, its earliest: a later one is found when it pops."""
+        if due is None:
+            return
+        known = self._scheduled.get(stored)
+        if known is not None and known <= due:
+            return
+        self._scheduled[stored] = due
+        heapq.heappush(self._wakeups, (due, stored))
 
 
 def routes(

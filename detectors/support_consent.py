@@ -97,6 +97,11 @@ class _SessionDetector(BaseDetector):
             state = SessionState(pending=state.pending)
         return state, alerts
 
+    def forget_at(self, state: SessionState) -> datetime | None:
+        if state.pending or state.last_seen is None:
+            return None  # pending decisions bring ``expire`` back; it forgets then
+        return state.last_seen + SESSION_MEMORY + timedelta(microseconds=1)
+
     def _record_lifecycle(self, state: SessionState, event: AccessEvent) -> None:
         if event.action is Action.SESSION_START:
             state.started = event.timestamp

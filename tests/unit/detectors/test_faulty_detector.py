@@ -177,16 +177,18 @@ def test_a_snapshot_shares_nothing_a_detector_could_change() -> None:
     """Every state class of the registry: each container of the copy changed, deep down,
     and the original is exactly as it was (the copy plan is read from annotations)."""
     runner = Runner(all_detectors(load_policy(DEMO_POLICY)))
-    for raw in simulate(practices=4, days=3, seed=5).events:
-        runner.feed(AccessEvent.model_validate(raw, strict=False))
     kinds: set[type] = set()
-    for state in list(runner.states.values()):
-        before = state.model_dump()
-        copy = state.snapshot()
-        assert type(copy) is type(state) and copy.model_dump() == before
-        _scribble(copy)
-        assert state.model_dump() == before, type(state).__name__
-        kinds.add(type(state))
+    for number, raw in enumerate(simulate(practices=4, days=3, seed=5).events):
+        runner.feed(AccessEvent.model_validate(raw, strict=False))
+        if number % 500:
+            continue
+        for state in list(runner.states.values()):
+            before = state.model_dump()
+            copy = state.snapshot()
+            assert type(copy) is type(state) and copy.model_dump() == before
+            _scribble(copy)
+            assert state.model_dump() == before, type(state).__name__
+            kinds.add(type(state))
     assert len(kinds) >= 4  # care, session, volume, hri, linkage states were all exercised
 
 

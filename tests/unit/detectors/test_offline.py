@@ -65,3 +65,31 @@ def test_only_the_reorder_window_is_held_in_memory() -> None:
 
     detect_stream(source(), detectors, window)
     assert len(fed) == len(events)
+
+
+def test_keys_never_seen_again_are_forgotten_once_their_windows_have_passed() -> None:
+    """Before: a state that remembered something (an appointment, a view, a day's export
+    volume, a session) but had nothing pending was never looked at again, so a patient seen
+    once was kept for ever: memory grew with the number of patients, not with the windows."""
+    from detectors.runner import Runner
+
+    runner = Runner(all_detectors(load_policy(DEMO_POLICY)))
+    events = sorted(_events(), key=lambda e: e.timestamp)
+    for event in events:
+        runner.feed(event)
+    remembered = {key.split("|")[0] for key in runner.states}
+    assert {"access.no_care_relationship", "support.no_consent"} <= remembered
+    runner.advance(events[-1].timestamp + timedelta(days=45))  # past every window, no event
+    assert dict(runner.states) == {}
+    assert runner.waiting() == 0
+
+
+def test_forgetting_changes_no_alert() -> None:
+    """The same alerts whether the clock also wakes keys up to forget (the runner) or not."""
+    events = _events()
+    detectors = all_detectors(load_policy(DEMO_POLICY))
+    for detector in detectors.values():  # as before: nothing but pending decisions wakes
+        detector.forget_at = lambda state: None  # type: ignore[method-assign]
+    before = detect(events, detectors)
+    assert before
+    assert _ids(detect(events, all_detectors(load_policy(DEMO_POLICY)))) == _ids(before)
