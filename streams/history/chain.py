@@ -53,10 +53,29 @@ def link(
     document: dict[str, Any], partition: int, offset: int, head: Link
 ) -> tuple[dict[str, Any], Link]:
     """The document chained after ``head``, and the new head."""
-    chained = dict(document)
-    chained["guetteur"] = {
-        "chain": {"partition": partition, "offset": offset, "seq": head.seq + 1, "prev": head.hash}
-    }
-    own = digest(chained)
-    chained["guetteur"]["chain"]["hash"] = own
-    return chained, Link(head.seq + 1, own)
+    chained, _, new_head = link_encoded(document, partition, offset, head)
+    return chained, new_head
+
+
+_CHAIN_OPENS = b'"guetteur":{"chain":{'
+
+
+def link_encoded(
+    document: dict[str, Any], partition: int, offset: int, head: Link
+) -> tuple[dict[str, Any], bytes, Link]:
+    """``link``, plus the chained document's canonical JSON, which is what gets stored: one
+    encoding serves the hash and the write (encoding was the history's largest cost).
+
+    The hash covers the document without its ``hash`` field; with sorted keys, ``hash`` is the
+    first key of the chain object, so the stored JSON is the hashed JSON with it inserted there.
+    The first ``"guetteur":{"chain":{`` is ours: only ``@timestamp`` and ``event`` sort before
+    ``guetteur``, both written by us, and a quote inside a JSON string is always escaped.
+    """
+    chain = {"partition": partition, "offset": offset, "seq": head.seq + 1, "prev": head.hash}
+    chained = {**document, "guetteur": {"chain": chain}}
+    unhashed = canonical(chained)
+    own = hashlib.sha256(unhashed).hexdigest()
+    chain["hash"] = own
+    at = unhashed.index(_CHAIN_OPENS) + len(_CHAIN_OPENS)
+    encoded = unhashed[:at] + b'"hash":"' + own.encode() + b'",' + unhashed[at:]
+    return chained, encoded, Link(head.seq + 1, own)

@@ -16,6 +16,7 @@ partition moves to another worker.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from detectors.models import AccessEvent
 from streams import metrics
 from streams.backoff import Backoff
 from streams.decode import Reason, Rejected
-from streams.history.chain import START, Link, chain_fields, link
+from streams.history.chain import START, Link, chain_fields, link_encoded
 from streams.history.document import history_document, month_index
 from streams.settings import Settings
 
@@ -80,6 +81,7 @@ class _Pending:
     accepted: Accepted
     index: str
     document: dict[str, Any]
+    encoded: bytes  # the document's canonical JSON, as hashed and as stored
 
     @property
     def chain_hash(self) -> str:
@@ -161,10 +163,10 @@ class HistoryWriter:
         for accepted in sorted(batch, key=lambda a: (a.partition, a.offset)):
             head = heads.get(accepted.partition, START)
             index, unlinked = documents[accepted.event_id]
-            document, heads[accepted.partition] = link(
+            document, encoded, heads[accepted.partition] = link_encoded(
                 unlinked, accepted.partition, accepted.offset, head
             )
-            pending.append(_Pending(accepted, index, document))
+            pending.append(_Pending(accepted, index, document, encoded))
         return pending, heads
 
     async def _not_yet_stored(
@@ -179,14 +181,20 @@ class HistoryWriter:
             unique.setdefault(accepted.event_id, accepted)
         if not unique:
             return []
-        stored = await self._stored_ids([(documents[event_id][0], event_id) for event_id in unique])
+        locations = [(documents[event_id][0], event_id) for event_id in unique]
+        stored = await self._stored_ids(locations, fields=[])
         return [a for a in unique.values() if a.event_id not in stored]
 
-    async def _stored_ids(self, locations: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
-        """``_id`` -> stored source, for the (index, id) pairs that exist."""
+    async def _stored_ids(
+        self, locations: list[tuple[str, str]], fields: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        """``_id`` -> the stored source's ``fields``, for the (index, id) pairs that exist."""
         docs = [{"_index": index, "_id": doc_id} for index, doc_id in locations]
-        response = await self.backoff.call("mget", partial(self.client.mget, docs=docs))
-        return {doc["_id"]: doc["_source"] for doc in response["docs"] if doc.get("found")}
+        source: bool | list[str] = fields or False
+        response = await self.backoff.call(
+            "mget", partial(self.client.mget, docs=docs, source=source)
+        )
+        return {doc["_id"]: doc.get("_source", {}) for doc in response["docs"] if doc.get("found")}
 
     async def _load_heads(self, partitions: set[int]) -> None:
         missing = sorted(partitions - set(self.heads.heads))
@@ -227,16 +235,23 @@ class HistoryWriter:
         failures: list[tuple[Accepted, str]] = []
         attempt = 0
         while pending:
-            operations: list[dict[str, Any]] = []
+            operations: list[bytes] = []
             for item in pending:
-                operations.append(
-                    {operation: {"_index": item.index, "_id": item.accepted.event_id}}
-                )
-                operations.append(item.document)
+                action = {operation: {"_index": item.index, "_id": item.accepted.event_id}}
+                operations += (json.dumps(action).encode(), item.encoded)
             with metrics.ES_REQUEST_SECONDS.labels("history bulk").time():
                 response = await self.backoff.call(
-                    "bulk", partial(self.client.bulk, operations=operations)
+                    "bulk",
+                    partial(
+                        self.client.bulk,
+                        operations=operations,  # type: ignore[arg-type]  # NDJSON lines
+                        # Only what is read below: the full answer cost more to parse than
+                        # the documents cost to send.
+                        filter_path=["errors", "items.*.status", "items.*.error.type"],
+                    ),
                 )
+            if not response["errors"]:
+                return failures
             retry, conflicts = [], []
             for item, outcome in zip(pending, response["items"], strict=True):
                 status = outcome[operation]["status"]
@@ -263,7 +278,8 @@ class HistoryWriter:
         """Conflicts that are not our own earlier attempt (a retried request that had landed)."""
         if not conflicts:
             return []
-        stored = await self._stored_ids([(c.index, c.accepted.event_id) for c in conflicts])
+        locations = [(c.index, c.accepted.event_id) for c in conflicts]
+        stored = await self._stored_ids(locations, fields=["guetteur.chain.hash"])
         return [
             (c.accepted, "version_conflict_engine_exception")
             for c in conflicts

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
+from datetime import UTC, datetime
 from typing import Any
 
+from detectors.models import AccessEvent
 from streams.history.audit import ChainAudit, Finding, Record, Removed
-from streams.history.chain import START, Link, chain_fields, digest, link
+from streams.history.chain import START, Link, canonical, chain_fields, digest, link, link_encoded
+from streams.history.document import history_document
+from tests.helpers import MINIMAL_EVENT
 
 
 def _chain(length: int, partition: int = 0) -> list[Record]:
@@ -132,3 +137,22 @@ def test_documents_hash_over_prev_but_not_over_their_own_hash() -> None:
     }
     assert digest(chained) == head.hash
     assert document == {"a": 1}  # the input is not changed
+
+
+def test_the_stored_json_is_the_canonical_json_of_the_chained_document() -> None:
+    """The writer stores the bytes it hashed, with the hash spliced in: they must be exactly
+    what encoding the chained document gives, whatever the producer put in its fields."""
+    trap = '"guetteur":{"chain":{'
+    hostile = {
+        **MINIMAL_EVENT,
+        "event_id": trap,
+        "attributes": {"guetteur": {"chain": {"hash": "forged"}}, trap: trap, "é": "\u2028"},
+    }
+    event = AccessEvent.model_validate_json(json.dumps(hostile))
+    document = history_document(event, datetime(2026, 11, 24, tzinfo=UTC))
+    head = START
+    for offset in range(3):
+        chained, encoded, head = link_encoded(document, 1, offset, head)
+        assert encoded == canonical(chained)
+        assert json.loads(encoded) == chained
+        assert digest(chained) == head.hash

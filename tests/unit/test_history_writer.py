@@ -38,20 +38,28 @@ class ScriptedElasticsearch:
     async def search(self, **_: Any) -> dict[str, Any]:
         return {"hits": {"hits": []}}
 
-    async def mget(self, docs: list[dict[str, Any]]) -> dict[str, Any]:
+    async def mget(self, docs: list[dict[str, Any]], source: bool | list[str]) -> dict[str, Any]:
+        """As Elasticsearch answers: ``_source`` only if asked for (whole here)."""
         return {
             "docs": [
-                {"_id": d["_id"], "found": True, "_source": self.stored[d["_id"]]}
+                {"_id": d["_id"], "found": True}
+                | ({"_source": self.stored[d["_id"]]} if source else {})
                 if d["_id"] in self.stored
                 else {"_id": d["_id"], "found": False}
                 for d in docs
             ]
         }
 
-    async def bulk(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
-        self.bulk_calls.append(operations)
+    async def bulk(self, operations: list[bytes], filter_path: list[str]) -> dict[str, Any]:
+        """The NDJSON lines the writer sends, parsed; the answer filtered as it asked."""
+        assert all(isinstance(line, bytes) for line in operations)
+        parsed = [json.loads(line) for line in operations]
+        self.bulk_calls.append(parsed)
         answer = self.bulk_answers.pop(0) if self.bulk_answers else accept_all
-        return answer(operations)
+        response = answer(parsed)
+        errors = any(next(iter(item.values()))["status"] >= 300 for item in response["items"])
+        assert "errors" in filter_path
+        return {"errors": errors, "items": response["items"]}
 
 
 def _pairs(operations: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
