@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,13 +72,16 @@ def triage(
     """Split messages into accepted events (with their source position) and dead letters."""
     accepted: list[Accepted] = []
     letters: list[Letter] = []
+    sources: Counter[str] = Counter()
     for message in messages:
         result = admit(message.value, pseudonymizer, bounds, now)
         if isinstance(result, Rejected):
             letters.append(Letter(message, result))
         else:
-            metrics.EVENTS_ACCEPTED.labels(result.source).inc()
+            sources[result.source] += 1
             accepted.append(Accepted(message.partition, message.offset, result))
+    for source, count in sources.items():  # counted per batch: a label look-up per event cost
+        metrics.EVENTS_ACCEPTED.labels(source).inc(count)
     return accepted, letters
 
 

@@ -29,43 +29,35 @@ def history_document(event: AccessEvent, ingested: datetime) -> dict[str, Any]:
         },
         "user": {"id": actor["id"], "roles": [actor["role"]]},
     }
-    source = _pruned({"ip": actor.get("ip"), "geo": {"country_iso_code": actor.get("country")}})
+    source = _present(ip=actor.get("ip"), geo=_present(country_iso_code=actor.get("country")))
     if source:
         document["source"] = source
-    patient = {"pseudonym": event.patient_id} if event.patient_id is not None else None
-    health = {
-        "actor": {"organization": actor.get("organization")},
-        "practice": {"id": data.get("practice_id")},
-        "patient": patient,
-        "data_category": data.get("data_category"),
-        "record_count": data["record_count"],
-        "session": {"id": data.get("session_id")},
-        "ticket": {"id": data.get("ticket_id")},
-        "automated": data["automated"],
-        "purpose": data.get("purpose"),
-        "export": {
-            "destination": data.get("destination"),
-            "fields": data.get("fields"),
-            "authorization_ref": data.get("authorization_ref"),
-        },
-        "consent": data.get("consent"),
-        "attributes": data.get("attributes"),
-    }
-    document["health"] = _pruned(health)
+    document["health"] = _present(
+        actor=_present(organization=actor.get("organization")),
+        practice=_present(id=data.get("practice_id")),
+        patient=_present(pseudonym=event.patient_id),
+        data_category=data.get("data_category"),
+        record_count=data["record_count"],
+        session=_present(id=data.get("session_id")),
+        ticket=_present(id=data.get("ticket_id")),
+        automated=data["automated"],
+        purpose=data.get("purpose"),
+        export=_present(
+            destination=data.get("destination"),
+            fields=data.get("fields"),
+            authorization_ref=data.get("authorization_ref"),
+        ),
+        consent=data.get("consent") or None,  # its fields are values, never objects
+        attributes=data.get("attributes"),  # kept as sent, even empty
+    )
     return document
 
 
-def _pruned(value: dict[str, Any]) -> dict[str, Any]:
-    """Drop ``None`` and objects left empty, recursively (never inside ``attributes``)."""
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        if isinstance(item, dict) and key != "attributes":
-            item = _pruned(item)
-            if not item:
-                continue
-        if item is not None:
-            out[key] = item
-    return out
+def _present(**fields: Any) -> dict[str, Any] | None:
+    """The fields that have a value; None if none has (the object is then left out too).
+    Built directly, field by field: a generic recursive pruning cost more than the rest."""
+    present = {key: value for key, value in fields.items() if value is not None}
+    return present or None
 
 
 def month_index(settings: Settings, event: AccessEvent) -> str:

@@ -90,3 +90,71 @@ def test_templates_attach_monthly_indices_to_the_read_alias() -> None:
     assert history["template"]["aliases"] == {"g-access-history": {}}
     assert history["template"]["mappings"]["dynamic"] == "strict"
     assert isinstance(history["version"], int)
+
+
+def _reference_document(event: AccessEvent, ingested: datetime) -> dict[str, Any]:
+    """The document as first written: every object built whole, then pruned recursively of
+    None and of the objects left empty (never inside ``attributes``)."""
+
+    def pruned(value: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(item, dict) and key != "attributes":
+                item = pruned(item)
+                if not item:
+                    continue
+            if item is not None:
+                out[key] = item
+        return out
+
+    data = event.model_dump(mode="json", exclude_none=True)
+    actor = data["actor"]
+    document = history_document(event, ingested)
+    document.pop("source", None)
+    document.pop("health")
+    source = pruned({"ip": actor.get("ip"), "geo": {"country_iso_code": actor.get("country")}})
+    if source:
+        document["source"] = source
+    health = {
+        "actor": {"organization": actor.get("organization")},
+        "practice": {"id": data.get("practice_id")},
+        "patient": {"pseudonym": event.patient_id} if event.patient_id is not None else None,
+        "data_category": data.get("data_category"),
+        "record_count": data["record_count"],
+        "session": {"id": data.get("session_id")},
+        "ticket": {"id": data.get("ticket_id")},
+        "automated": data["automated"],
+        "purpose": data.get("purpose"),
+        "export": {
+            "destination": data.get("destination"),
+            "fields": data.get("fields"),
+            "authorization_ref": data.get("authorization_ref"),
+        },
+        "consent": data.get("consent"),
+        "attributes": data.get("attributes"),
+    }
+    document["health"] = pruned(health)
+    return document
+
+
+def test_documents_are_built_as_the_recursive_pruning_built_them() -> None:
+    """The document is built field by field (faster); it must equal what pruning gave, on the
+    contract's examples, a simulated week and edge cases (empty objects, empty attributes)."""
+    from streams.demo.simulate import simulate
+
+    events = _examples() + [
+        AccessEvent.model_validate(raw, strict=False)
+        for raw in simulate(practices=3, days=7, seed=2).events
+    ]
+    events += [
+        _event(attributes={}),
+        _event(attributes={"nested": {"empty": {}}, "none": None}),
+        _event(consent={}),
+        _event(fields=[]),
+        _event(destination="", ticket_id=""),
+        _event(actor={"id": "a", "role": "admin", "country": "FR"}),
+        _event(actor={"id": "a", "role": "admin", "ip": "10.0.0.1", "organization": "x"}),
+    ]
+    for event in events:
+        event = pseudonymise(event, PSEUDONYMIZER)
+        assert history_document(event, INGESTED) == _reference_document(event, INGESTED)
