@@ -215,7 +215,7 @@ class DetectStage:
         self.states_table = states_table
         self.parts_topic = parts_topic
         self.rebalanced = rebalanced
-        self.clock = DetectClock(source_partitions)
+        self.clock = DetectClock(source_partitions, settings.event_time_bounds().max_future)
         self.sizes = StateSizes(detectors)
         self.runner: Runner | None = None
         self.states: TableStates | None = None
@@ -228,9 +228,11 @@ class DetectStage:
             # progress it told us before is ahead of the events we are about to re-read.
             self.clock.forget(self.app.consumer_generation_id)
             self.states = TableStates(self.states_table, self.detectors)
-            reached = self.runner.clock if self.runner is not None else None
+            # A fresh clock too: after a failed batch, the decisions it took at its clock were
+            # not stored, and a runner that kept that clock would not take them again until the
+            # clock moved further (seen in a test once its ticks were believed). Deciding again
+            # up to any clock is idempotent: what was decided is no longer pending in the table.
             self.runner = Runner(self.detectors, self.states, on_error=detector_failed)
-            self.runner.clock = reached
             self.rebalanced["detect"] = False
         return self.runner, self.states
 
@@ -254,7 +256,9 @@ class DetectStage:
             for index, name, key in forwarded.routes:
                 alerts += runner.step(name, key, forwarded.events[index])
             routed += len(forwarded.routes)
-            self.clock.tick(message.partition, forwarded.progress, forwarded.generation)
+            refused = self.clock.tick(message.partition, forwarded.progress, forwarded.generation)
+            if refused:
+                _not_believed(message, refused)
         assigned = _assigned(self.app, self.settings.detect_topic)
         now = self.clock.now(assigned)
         if now is not None:
@@ -331,6 +335,20 @@ def _offsets(messages: list[Any]) -> str:
 
 def _assigned(app: faust.App, topic: str) -> set[int]:
     return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+
+
+def _not_believed(message: Any, sources: list[int]) -> None:
+    """A progress claim too far in the future: only a stranger or a bug sends one."""
+    metrics.INTERNAL_UNDECODABLE.labels(message.topic).inc()
+    log.error(
+        "clock progress too far in the future; not believed",
+        extra={
+            "kafka.topic": message.topic,
+            "kafka.partition": message.partition,
+            "kafka.offset": message.offset,
+            "source.partitions": sources,
+        },
+    )
 
 
 def detector_failed(name: str, event_id: str, exc: Exception) -> None:

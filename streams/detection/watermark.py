@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 Snapshot = tuple[dict[int, datetime], dict[int, int], dict[int, float]]
 
@@ -92,22 +92,40 @@ class DetectClock:
     and are ignored once a newer one is known.
     """
 
-    def __init__(self, source_partitions: int):
+    def __init__(
+        self,
+        source_partitions: int,
+        max_ahead: timedelta = timedelta(hours=1),
+        wall: Callable[[], datetime] = _wall,
+    ):
+        """``max_ahead``: how far past this worker's wall clock a claim may be (the ingest
+        stage refuses events further in the future, so only a stranger or a bug claims more)."""
         self.source_partitions = source_partitions
+        self.max_ahead = max_ahead
+        self.wall = wall
         self.progress: dict[int, dict[int, datetime]] = {}
         self.generation = 0
 
     def tick(
         self, detect_partition: int, progress: Mapping[int, datetime], generation: int = 0
-    ) -> None:
+    ) -> list[int]:
+        """Record the claims; return the source partitions whose claim was not believed.
+
+        A claim too far ahead is dropped, not capped: believed (and never taken back), it would
+        have decided that partition's pending cases early until the next rebalance."""
         if generation < self.generation:
-            return  # told before the latest rebalance
+            return []  # told before the latest rebalance
         if generation > self.generation:
             self.forget(generation)  # a rebalance this worker has not heard of yet
         known = self.progress.setdefault(detect_partition, {})
+        horizon = self.wall() + self.max_ahead
+        refused = []
         for source, at in progress.items():
-            if source not in known or at > known[source]:
+            if at > horizon:
+                refused.append(source)
+            elif source not in known or at > known[source]:
                 known[source] = at  # never backwards: a tick may repeat an older claim
+        return refused
 
     def forget(self, generation: int = 0) -> None:
         """After a rebalance: every detect partition tells its progress again as it is read."""

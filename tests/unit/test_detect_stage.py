@@ -24,7 +24,10 @@ from streams.detection.states import TableStates
 from streams.settings import Settings
 
 PARTITIONS = 1
-LATER = datetime(2030, 1, 1, tzinfo=UTC)
+# Past every deadline of the simulated day (2026-11-16), and not in the future: the clock does
+# not believe claims ahead of the wall clock (plus the events' allowed skew).
+LATER = datetime.now(UTC)
+GENERATION = 1
 
 
 class _PartsTopic:
@@ -50,7 +53,8 @@ def _messages() -> list[Any]:
         for e in simulate(practices=2, days=1, seed=5).events
     ]
     detectors = all_detectors(load_policy(DEMO_POLICY))
-    out = routing.forward(events, detectors, PARTITIONS, {0: LATER}, log_error)
+    routed = {name: d for name, d in detectors.items() if not d.stateless}  # as the ingest does
+    out = routing.forward(events, routed, PARTITIONS, {0: LATER}, log_error, GENERATION)
     return [
         SimpleNamespace(value=raw, partition=0, offset=n, topic="detect")
         for n, raw in enumerate(out[0])
@@ -59,7 +63,7 @@ def _messages() -> list[Any]:
 
 def _stage(table: dict[str, Any], topic: _PartsTopic) -> DetectStage:
     consumer = SimpleNamespace(assignment=lambda: {TP("t-detect", 0)})
-    app = SimpleNamespace(consumer=consumer, consumer_generation_id=1)
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=GENERATION)
     return DetectStage(
         app,  # type: ignore[arg-type]
         Settings(app_id="t", topic_partitions=PARTITIONS),
@@ -133,7 +137,8 @@ def test_hostile_internal_messages_are_skipped_and_counted_beside_valid_ones() -
     """Only our workers write the detect topic, but a stranger or a bug could: deep nesting,
     a huge number, wrong types, an oversized blob. Each is skipped (counted, logged), the batch
     is not stopped, and the valid messages around it detect. An absurdly early tick is read
-    (it can only hold the clock back: claims never move a partition backwards)."""
+    (it can only hold the clock back: claims never move a partition backwards); one far in
+    the future is not believed (counted): it would decide every pending case at once."""
     valid = _messages()
     hostile = [
         b"[" * 100_000 + b"]" * 100_000,
@@ -152,11 +157,18 @@ def test_hostile_internal_messages_are_skipped_and_counted_beside_valid_ones() -
     clean, mixed = _PartsTopic(failures=0), _PartsTopic(failures=0)
     asyncio.run(_stage({}, clean).handle(valid))
     early = SimpleNamespace(
-        value=b'{"events": [], "routes": [], "tick": {"0": "0001-01-01T00:00:00+14:00"}}',
+        value=b'{"events": [], "routes": [], "tick": {"0": "0001-01-01T00:00:00+14:00"}, "gen": 1}',
         partition=0,
         offset=-1,
         topic="detect",
     )
-    asyncio.run(_stage({}, mixed).handle([*strangers[:3], early, *valid, *strangers[3:]]))
-    assert undecodable._value.get() - before == len(hostile)
+    far = SimpleNamespace(
+        value=b'{"events": [], "routes": [], "tick": {"0": "9999-01-01T00:00:00Z"}, "gen": 1}',
+        partition=0,
+        offset=-1,
+        topic="detect",
+    )
+    asyncio.run(_stage({}, mixed).handle([*strangers[:3], early, far, *valid, *strangers[3:]]))
+    assert undecodable._value.get() - before == len(hostile) + 1  # + the far claim
+    assert _alerts(clean)
     assert _alerts(mixed) == _alerts(clean)

@@ -225,3 +225,13 @@ def test_the_generation_survives_the_wire() -> None:
     from streams.detection import routing
 
     assert routing.decode(routing.tick_only({0: T}, generation=7)).generation == 7
+
+
+def test_a_claim_too_far_in_the_future_is_not_believed() -> None:
+    """Believed, a year-9999 claim (never taken back) would have decided that source
+    partition's pending cases at once until the next rebalance."""
+    clock = DetectClock(source_partitions=2, max_ahead=timedelta(hours=1), wall=lambda: WALL)
+    assert clock.tick(0, {0: T, 1: datetime(9999, 1, 1, tzinfo=UTC)}) == [1]
+    assert clock.now({0}) is None  # partition 1 has still told nothing believable
+    assert clock.tick(0, {1: WALL + timedelta(minutes=59)}) == []  # skew within the bound
+    assert clock.now({0}) == T
