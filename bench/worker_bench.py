@@ -157,7 +157,9 @@ def _detected(log: Path) -> tuple[int, float | None]:
 class WorkerRun:
     throughput: float  # events/s until history and detection have seen every event
     complete_after: float  # seconds from the first batch until every incident is complete
-    rss_mib: float
+    rss_mib: float  # at the end
+    rss_early_mib: float | None  # once a tenth of the events were indexed: the end should be near
+    rss_peak_mib: float
 
 
 def run_worker(
@@ -173,12 +175,20 @@ def run_worker(
     with WorkerProcess(log, env=env) as worker:
         deadline = time.monotonic() + TIMEOUT
         indexed_at: float | None = None
+        assert worker.proc is not None
+        early: float | None = None
+        peak = 0.0
         while time.monotonic() < deadline:
             if not worker.alive():
                 raise SystemExit(f"the worker died:\n{log.read_text()[-2000:]}")
+            rss = _rss_mib(worker.proc.pid)
+            peak = max(peak, rss)
             if indexed_at is None:
                 client.indices.refresh(index=settings.history_index, ignore_unavailable=True)
-                if documents(client, settings.history_index) >= events:
+                indexed = documents(client, settings.history_index)
+                if early is None and indexed >= events / 10:
+                    early = rss
+                if indexed >= events:
                     indexed_at = time.time()
             elif all(_incidents(client, settings).get(i) == n for i, n in incidents.items()):
                 # And detection has run every route: on a long run it lags behind ingestion,
@@ -190,13 +200,13 @@ def run_worker(
         else:
             raise SystemExit(f"the worker did not finish:\n{log.read_text()[-2000:]}")
         complete = time.time()
-        assert worker.proc is not None
         rss = _rss_mib(worker.proc.pid)
     start = _first_batch(log)
     detected, detected_at = _detected(log)
     if start is None or indexed_at is None or detected_at is None or detected < routes:
         raise SystemExit(f"detection ran {detected} of {routes} routes:\n{log.read_text()[-2000:]}")
-    return WorkerRun(events / (max(indexed_at, detected_at) - start), complete - start, rss)
+    throughput = events / (max(indexed_at, detected_at) - start)
+    return WorkerRun(throughput, complete - start, rss, early, max(peak, rss))
 
 
 def main() -> None:
@@ -204,6 +214,11 @@ def main() -> None:
     parser.add_argument("--practices", type=int, default=40)
     parser.add_argument("--days", type=int, default=5)
     parser.add_argument("--keep-log", type=Path, help="copy the worker's log here")
+    parser.add_argument(
+        "--worker-only",
+        action="store_true",
+        help="skip the baselines (no ratios): to compare settings, or for RSS on a long run",
+    )
     args = parser.parse_args()
     LocalStack(StackSettings()).up(progress=lambda message: None)
     run_id = uuid.uuid4().hex[:8]
@@ -242,8 +257,10 @@ def main() -> None:
             "BENCH_PARTITIONS": str(settings.topic_partitions),
             "BENCH_KAFKA": settings.kafka_servers(),
         }
-        plain = run_baseline("plain", baseline_env, len(events), workdir)
-        naive = run_baseline("naive", baseline_env, len(events), workdir)
+        plain = naive = float("nan")
+        if not args.worker_only:
+            plain = run_baseline("plain", baseline_env, len(events), workdir)
+            naive = run_baseline("naive", baseline_env, len(events), workdir)
         try:
             run = run_worker(env, settings, len(events), routes, incidents, workdir)
         finally:
@@ -257,7 +274,9 @@ def main() -> None:
         ("worker / plain", f"{worker / plain:.2f}x"),
         ("worker / naive", f"{worker / naive:.2f}x"),
         ("every incident complete after", f"{run.complete_after:.1f} s"),
+        ("worker RSS, a tenth indexed", f"{run.rss_early_mib or 0:,.0f} MiB"),
         ("worker RSS at the end", f"{run.rss_mib:,.0f} MiB"),
+        ("worker RSS, peak", f"{run.rss_peak_mib:,.0f} MiB"),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
