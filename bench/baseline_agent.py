@@ -61,4 +61,7 @@ async def baseline(stream: Any) -> AsyncIterator[None]:
 
 
 if __name__ == "__main__":
+    from streams.cli.worker import collect_less_often
+
+    collect_less_often()  # the worker's garbage-collector setting: the same footing
     app.main()
