@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.kafka_session_timeout,
+        producer_compression_type=None if settings.compression == "none" else settings.compression,
         # Keys are placed by CRC-32 (a C call) rather than Kafka's murmur2 (pure Python here):
         # the tables' entries and the events forwarded to them agree (streams.detection.routing).
         producer_partitioner=key_partitioner,
