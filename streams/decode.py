@@ -99,7 +99,7 @@ def _decode(
 ) -> AccessEvent | Rejected:
     """One parse for a valid event: pydantic reads the bytes itself. Only a message it refuses
     is parsed again, by ``_verdict``, to say precisely why (its JSON parser accepts less than
-    ``json.loads``: never more, see tests/unit/test_decode, so this shortcut changes no verdict)."""
+    ``json.loads``: never more, see tests/unit/test_hostile_input, so no verdict changes)."""
     if raw is None or len(raw) > max_bytes:
         return _verdict(raw, max_bytes)
     try:
