@@ -339,16 +339,22 @@ def _assigned(app: faust.App, topic: str) -> set[int]:
 
 def _not_believed(message: Any, sources: list[int]) -> None:
     """A progress claim too far in the future: only a stranger or a bug sends one."""
-    metrics.INTERNAL_UNDECODABLE.labels(message.topic).inc()
-    log.error(
+    _refused_internal(
+        message,
         "clock progress too far in the future; not believed",
-        extra={
-            "kafka.topic": message.topic,
-            "kafka.partition": message.partition,
-            "kafka.offset": message.offset,
-            "source.partitions": sources,
-        },
+        {"source.partitions": sources},
     )
+
+
+def _refused_internal(message: Any, why: str, details: dict[str, Any]) -> None:
+    """A message on an internal topic that is skipped: counted and logged with its position."""
+    metrics.INTERNAL_UNDECODABLE.labels(message.topic).inc()
+    position = {
+        "kafka.topic": message.topic,
+        "kafka.partition": message.partition,
+        "kafka.offset": message.offset,
+    }
+    log.error(why, extra={**position, **details})
 
 
 def detector_failed(name: str, event_id: str, exc: Exception) -> None:
@@ -366,15 +372,9 @@ def _decoded(parse: Callable[[bytes], T], message: Any) -> T | None:
     try:
         return parse(message.value)
     except Exception as exc:
-        metrics.INTERNAL_UNDECODABLE.labels(message.topic).inc()
-        log.error(
-            "internal message could not be decoded; skipped",
-            extra={
-                "kafka.topic": message.topic,
-                "kafka.partition": message.partition,
-                "kafka.offset": message.offset,
-                "error": f"{type(exc).__name__}: {str(exc)[:200]}",
-            },
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        _refused_internal(
+            message, "internal message could not be decoded; skipped", {"error": error}
         )
         return None
 
