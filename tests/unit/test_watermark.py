@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 from faust.types import TP
 
+from streams.detection.backlog import Backlog
 from streams.detection.watermark import DetectClock, SourceProgress
-from streams.ingest import Backlog
 from streams.settings import Settings
 from streams.topics import GroupOffsets
 
