@@ -91,7 +91,7 @@ def test_a_view_without_consent_then_silence_alerts_after_its_deadline(
 
 
 def test_the_groups_committed_offsets_come_from_the_broker(isolated: Settings) -> None:
-    """What the clock asks for a partition it has handled nothing of (streams.detection.backlog.Backlog)."""
+    """What the clock asks for a partition it has handled nothing of (detection.backlog)."""
     import asyncio
 
     from kafka import KafkaConsumer, TopicPartition
