@@ -13,6 +13,7 @@ from typing import IO, Any
 from elasticsearch import Elasticsearch
 
 from streams.audit.query import Filters
+from streams.audit.safe_output import csv_row
 from streams.audit.search import search_all, search_history
 from streams.settings import Settings
 
@@ -68,9 +69,10 @@ def scoped(kind: str, filters: Filters) -> Filters:
 
 
 def write_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str], out: IO[str]) -> None:
+    """Cells a spreadsheet would run as formulas are written as text (see ``safe_output``)."""
     writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(csv_row(row) for row in rows)
 
 
 def history_row(doc: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from detectors.models import AccessEvent
 from detectors.policy import load_policy
 from detectors.registry import all_detectors
 from detectors.runner import detect_stream
+from streams.audit.safe_output import terminal_cell
 from streams.cli.output import emit, progress, stderr
 from streams.decode import EventTimeBounds, Rejected, decode
 from streams.demo.simulate import simulate as simulate_days
@@ -80,7 +81,8 @@ def _read(
         result = decode(line.rstrip(b"\n"), bounds=bounds)
         if isinstance(result, Rejected):
             refused += 1
-            stderr.print(f"line {number}: refused ({result.reason.value}): {result.detail}")
+            detail = terminal_cell(result.detail)
+            stderr.print(f"line {number}: refused ({result.reason.value}): {detail}")
             continue
         if number % 10_000 == 0:
             report(f"read {number} lines")

@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from streams.audit.safe_output import terminal_cell
 from streams.stack.service import Progress
 
 stdout = Console()
@@ -55,7 +56,7 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return str(value)
+    return terminal_cell(str(value))
 
 
 @contextmanager
@@ -81,4 +82,4 @@ def progress(label: str, *, enabled: bool = True) -> Iterator[Progress]:
 
 
 def fail(message: str) -> None:
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    stderr.print(f"[bold red]error:[/] {terminal_cell(message)}", highlight=False)
