@@ -107,7 +107,9 @@ def create_app(settings: Settings) -> faust.App:
         """
         client = async_client(settings)
         backoff = Backoff()
-        writer = HistoryWriter(client, settings, heads, backoff)
+        writer = HistoryWriter(
+            client, settings, heads, backoff, fingerprints=pseudonymizer.fingerprints()
+        )
         stage = IngestStage(settings, pseudonymizer, writer, dead_letters, forwarder)
         checkpointer = Checkpointer(client, settings, checkpoint_keys[0], backoff)
 

@@ -32,6 +32,12 @@ class Key:
         """HMAC-SHA256 of ``data``, hex."""
         return hmac.digest(self.secret, data, hashlib.sha256).hex()  # one-shot: C speed
 
+    @property
+    def fingerprint(self) -> str:
+        """Names the secret without revealing it (a MAC of a constant), so data made with one
+        key can say so, and a search with another secret under the same id is caught."""
+        return self.mac(b"guetteur key fingerprint")[:16]
+
 
 @dataclass(frozen=True)
 class KeySource:
@@ -87,8 +93,7 @@ def load_keys(source: KeySource, *, demo: bool, demo_file: Path | None, purpose:
     if not demo:
         raise ConfigError(
             f"no {purpose} key: set {source.env} (32+ characters, e.g. `openssl rand -hex 32`) "
-            f"or {source.env}_FILE. For a demo on synthetic data only, set GUETTEUR_DEMO=1 to "
-            "generate one."
+            f"or {source.env}_FILE (to search existing data: the same key file as the worker)"
         )
     return [_demo_key(demo_file, purpose)]
 

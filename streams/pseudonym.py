@@ -37,9 +37,17 @@ class Pseudonymizer:
             known = self._known[raw_id] = _pseudonym(self.current, raw_id)
         return known
 
+    @property
+    def keys(self) -> tuple[Key, ...]:
+        return (self.current, *self.previous)
+
+    def fingerprints(self) -> dict[str, str]:
+        """key id -> fingerprint: what history documents record beside each pseudonym."""
+        return {key.key_id: key.fingerprint for key in self.keys}
+
     def all_pseudonyms(self, raw_id: str) -> list[str]:
         """Every pseudonym the patient may carry in the history, newest key first."""
-        return [_pseudonym(key, raw_id) for key in (self.current, *self.previous)]
+        return [_pseudonym(key, raw_id) for key in self.keys]
 
 
 def _pseudonym(key: Key, raw_id: str) -> str:

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+from elasticsearch import Elasticsearch
 
 from streams.audit import watch
+from streams.audit.keyring import patient_pseudonyms
 from streams.audit.query import Filters
 from streams.audit.report import (
     COLUMNS,
@@ -22,6 +24,7 @@ from streams.audit.report import (
     scoped,
     write_csv,
 )
+from streams.audit.safe_output import terminal_cell
 from streams.audit.search import search_history
 from streams.cli.history import Moment
 from streams.cli.output import emit, progress, stderr
@@ -44,12 +47,20 @@ def _window(function: Any) -> Any:
     return function
 
 
-def _patient_pseudonyms(settings: Settings, raw: str | None) -> tuple[str, ...]:
-    """Every pseudonym the patient may carry (one per key); the raw id goes no further."""
+def _patient_pseudonyms(
+    settings: Settings, client: Elasticsearch, raw: str | None
+) -> tuple[str, ...]:
+    """Every pseudonym the patient may carry in the history (one per key it was made with);
+    the raw id goes no further. A keyring that matches none of the history's keys is refused
+    (``keyring.KeyMismatchError``, exit 1), so a wrong key never reads as "no access"."""
     if raw is None:
         return ()
     pseudonymizer = load_pseudonymizer(settings, settings.demo_key_file())
-    return tuple(pseudonymizer.all_pseudonyms(raw))
+    pseudonyms, covered = patient_pseudonyms(client, settings, pseudonymizer, raw)
+    warning = covered.warning()
+    if warning:
+        stderr.print(f"[yellow]warning:[/] {terminal_cell(warning)}", highlight=False)
+    return pseudonyms
 
 
 def _read_raw(raw: str | None) -> str | None:
@@ -103,8 +114,9 @@ def search(
     """Search the access history; all matching accesses, oldest first (no 10,000 cap)."""
     settings = load(Settings)
     raw = _read_raw(patient)
+    client = sync_client(settings)
     filters = Filters(
-        patients=_patient_pseudonyms(settings, raw),
+        patients=_patient_pseudonyms(settings, client, raw),
         actor=actor,
         practice=practice,
         session=session,
@@ -115,7 +127,6 @@ def search(
         start=start,
         end=end,
     )
-    client = sync_client(settings)
     with progress("search", enabled=not as_json and fmt == "table") as report:
         rows = []
         for doc in search_history(client, settings, filters, limit):
@@ -141,12 +152,13 @@ def _report(
     out: Path | None,
     auditor: str | None,
     raw: str | None = None,
+    client: Elasticsearch | None = None,
 ) -> None:
     settings = load(Settings)
     filters = scoped(kind, filters)
     with progress("report", enabled=fmt != "json") as say:
         say("reading the history")
-        rows = build_report(sync_client(settings), settings, filters)
+        rows = build_report(client or sync_client(settings), settings, filters)
     who = watch.auditor_name(settings, auditor)
     watch.record(settings, watch.audit_event(who, f"{kind} report", filters, len(rows), raw))
     title, period = REPORTS[kind][1], _period(filters)
@@ -198,8 +210,9 @@ def patient_report(
     """Every access to one patient's data (RAW_ID, or - for stdin; pseudonymised first)."""
     settings = load(Settings)
     raw = _read_raw(raw_id)
-    filters = Filters(patients=_patient_pseudonyms(settings, raw), start=start, end=end)
-    _report("patient", filters, fmt, out, auditor, raw)
+    client = sync_client(settings)
+    filters = Filters(patients=_patient_pseudonyms(settings, client, raw), start=start, end=end)
+    _report("patient", filters, fmt, out, auditor, raw, client)
 
 
 @report.command("actor")

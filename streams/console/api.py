@@ -19,6 +19,7 @@ from aiohttp import web
 from elasticsearch import Elasticsearch
 
 from streams.audit import watch
+from streams.audit.keyring import KeyMismatchError, patient_pseudonyms
 from streams.audit.query import Filters
 from streams.audit.report import (
     COLUMNS,
@@ -109,10 +110,23 @@ class Console:
 
     # -- searches and reports --------------------------------------------------------------------
 
-    def _filters(self, request: web.Request) -> tuple[Filters, str | None]:
+    async def _patients(self, raw: str | None) -> tuple[str, ...]:
+        """The patient's pseudonyms under the keys the history holds; a keyring matching none
+        of them is refused (409), never answered with "no access"."""
+        if not raw:
+            return ()
+        try:
+            pseudonyms, _ = await asyncio.to_thread(
+                patient_pseudonyms, self.client, self.settings, self.pseudonymizer, raw
+            )
+        except KeyMismatchError as exc:
+            raise _error(web.HTTPConflict, str(exc)) from None
+        return pseudonyms
+
+    async def _filters(self, request: web.Request) -> tuple[Filters, str | None]:
         query = request.query
         raw = query.get("patient") or None
-        patients = tuple(self.pseudonymizer.all_pseudonyms(raw)) if raw else ()
+        patients = await self._patients(raw)
 
         def moment(name: str) -> datetime | None:
             value = query.get(name)
@@ -139,7 +153,7 @@ class Console:
 
     async def search(self, request: web.Request) -> web.Response:
         user = self.require(request, Role.AUDITOR)
-        filters, raw = self._filters(request)
+        filters, raw = await self._filters(request)
 
         def run() -> list[dict[str, Any]]:
             docs = search_history(self.client, self.settings, filters, MAX_ROWS)
@@ -155,7 +169,7 @@ class Console:
         if kind not in REPORTS:
             raise _error(web.HTTPNotFound, f"no {kind} report (patient, actor or practice)")
         needed, title = REPORTS[kind]
-        filters, raw = self._filters(request)
+        filters, raw = await self._filters(request)
         if not request.query.get(needed):
             raise _error(web.HTTPBadRequest, f"{needed} is required")
         filters = scoped(kind, filters)

@@ -8,6 +8,7 @@ said and nothing it did not.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,12 @@ from detectors.models import AccessEvent
 from streams.settings import Settings
 
 
-def history_document(event: AccessEvent, ingested: datetime) -> dict[str, Any]:
+def history_document(
+    event: AccessEvent, ingested: datetime, fingerprints: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``fingerprints`` (key id -> fingerprint, from the pseudonymisation keyring) lets the
+    document name the key its pseudonym was made with, so a search under another key is
+    refused instead of answering "no access" (``streams.audit.keyring``)."""
     data = event.model_dump(mode="json", exclude_none=True)
     actor = data["actor"]
     document: dict[str, Any] = {
@@ -35,7 +41,7 @@ def history_document(event: AccessEvent, ingested: datetime) -> dict[str, Any]:
     document["health"] = _present(
         actor=_present(organization=actor.get("organization")),
         practice=_present(id=data.get("practice_id")),
-        patient=_present(pseudonym=event.patient_id),
+        patient=_patient(event.patient_id, fingerprints or {}),
         data_category=data.get("data_category"),
         record_count=data["record_count"],
         session=_present(id=data.get("session_id")),
@@ -51,6 +57,14 @@ def history_document(event: AccessEvent, ingested: datetime) -> dict[str, Any]:
         attributes=data.get("attributes"),  # kept as sent, even empty
     )
     return document
+
+
+def _patient(pseudonym: str | None, fingerprints: Mapping[str, str]) -> dict[str, Any] | None:
+    if pseudonym is None:
+        return None
+    key_id = pseudonym.partition(":")[0]
+    key = _present(id=key_id, fingerprint=fingerprints.get(key_id))
+    return {"pseudonym": pseudonym, "key": key}
 
 
 def _present(**fields: Any) -> dict[str, Any] | None:

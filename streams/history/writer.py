@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -107,8 +107,10 @@ class HistoryWriter:
         heads: ChainHeads,
         backoff: Backoff | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fingerprints: Mapping[str, str] | None = None,
     ):
         self.client = client
+        self.fingerprints = fingerprints or {}
         self.settings = settings
         self.heads = heads
         self.backoff = backoff or Backoff()
@@ -124,7 +126,7 @@ class HistoryWriter:
             try:
                 documents[accepted.event_id] = (
                     month_index(self.settings, accepted.event),
-                    history_document(accepted.event, ingested),
+                    history_document(accepted.event, ingested, self.fingerprints),
                 )
             except Exception as exc:  # one event we cannot store must not cost the batch
                 log.exception("history document failed", extra={"event.id": accepted.event_id})

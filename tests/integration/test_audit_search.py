@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from streams.audit.keyring import KeyMismatchError
 from streams.cli.main import cli
 from streams.demo.simulate import DEMO_POLICY, simulate
 from streams.elastic import sync_client
@@ -55,7 +56,7 @@ def _wait_indexed(settings: Settings, count: int, worker: WorkerProcess, log: Pa
 
 
 def test_searches_and_reports_return_exactly_the_expected_accesses(
-    isolated: Settings, tmp_path: Path
+    isolated: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     day = simulate(practices=9, days=1, seed=31)
     events = day.events
@@ -156,7 +157,34 @@ def test_searches_and_reports_return_exactly_the_expected_accesses(
         assert {d["health"]["patient"]["pseudonym"] for d in patient_searches} == {pseudonym}
         assert len(patient_searches) == 3
 
+    _assert_wrong_keys_refused(patient, _ids(events, patient_id=patient), tmp_path, monkeypatch)
     _assert_raw_id_nowhere(isolated, patient)
+
+
+def _assert_wrong_keys_refused(
+    patient: str, expected: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keyring that made none of the history's pseudonyms is refused with the key ids the data
+    uses, instead of "0 accesses"; after a rotation, the old key in the key file still finds
+    the patient (issue 12)."""
+    fingerprint = Key("test", TEST_KEY.encode()).fingerprint
+    other_secret = "another-secret-under-the-same-id-0123456789"
+    wrong = {"same id, other secret": ("test", other_secret), "other id": ("k9", TEST_KEY)}
+    for why, (key_id, secret) in wrong.items():
+        monkeypatch.setenv("GUETTEUR_PSEUDONYM_KEY_ID", key_id)
+        monkeypatch.setenv("GUETTEUR_PSEUDONYM_KEY", secret)
+        for command in (["search", "--patient", patient], ["report", "patient", patient]):
+            result = CliRunner().invoke(cli, [*command, "--as", AUDITOR], standalone_mode=False)
+            assert result.exit_code != 0 and isinstance(result.exception, KeyMismatchError), why
+            message = str(result.exception)
+            assert f"test (fingerprint {fingerprint})" in message, (why, message)
+            assert "GUETTEUR_DEMO" not in message and "0 accesses" not in result.output
+    rotated = tmp_path / "keys"
+    rotated.write_text(f"k2={other_secret}\ntest={TEST_KEY}\n")  # new key first, old kept
+    monkeypatch.delenv("GUETTEUR_PSEUDONYM_KEY")
+    monkeypatch.setenv("GUETTEUR_PSEUDONYM_KEY_FILE", str(rotated))
+    found = sorted(r["event_id"] for r in _search("--patient", patient))
+    assert [e for e in found if e in expected] == expected
 
 
 def _report(command: list[str]) -> list[dict[str, Any]]:

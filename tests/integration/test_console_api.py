@@ -165,3 +165,40 @@ def test_triage_changes_are_stored_shown_and_kept(prepared: Settings) -> None:
     es.indices.refresh(index=prepared.alerts_index)
     after = es.get(index=prepared.alerts_index, id=ALERT.alert_id)["_source"]
     assert after["event_count"] == 2 and after["triage"]["status"] == "true_positive"
+
+
+def test_a_patient_search_under_a_key_the_history_was_not_made_with_is_refused(
+    prepared: Settings,
+) -> None:
+    """409 naming the history's keys, not an empty answer that reads "nobody accessed this
+    patient" (issue 12)."""
+    es = sync_client(prepared)
+    es.index(
+        index=prepared.history_month_index(2026, 11),
+        id="made-under-k7",
+        document={
+            "@timestamp": "2026-11-16T09:00:00+00:00",
+            "event": {"id": "made-under-k7", "action": "view", "provider": "practice_app"},
+            "user": {"id": "dr-a", "roles": ["practitioner"]},
+            "health": {
+                "patient": {"pseudonym": "k7:00ff", "key": {"id": "k7", "fingerprint": "f7"}}
+            },
+        },
+        refresh="wait_for",
+    )
+    token = tokens.create(es, prepared, "auditor-1", tokens.Role.AUDITOR)
+
+    async def scenario() -> list[tuple[int, dict[str, Any]]]:
+        client = await _client(prepared)
+        answers = []
+        try:
+            for path in ("/api/search?patient=P-1", "/api/reports/patient?patient=P-1"):
+                answer = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+                answers.append((answer.status, await answer.json()))
+        finally:
+            await client.close()
+        return answers
+
+    for status, body in asyncio.run(scenario()):
+        assert status == 409, body
+        assert "k7 (fingerprint f7)" in body["error"] and "rows" not in body

@@ -118,7 +118,11 @@ def _reference_document(event: AccessEvent, ingested: datetime) -> dict[str, Any
     health = {
         "actor": {"organization": actor.get("organization")},
         "practice": {"id": data.get("practice_id")},
-        "patient": {"pseudonym": event.patient_id} if event.patient_id is not None else None,
+        "patient": (
+            {"pseudonym": event.patient_id, "key": {"id": event.patient_id.partition(":")[0]}}
+            if event.patient_id is not None
+            else None
+        ),
         "data_category": data.get("data_category"),
         "record_count": data["record_count"],
         "session": {"id": data.get("session_id")},
@@ -158,3 +162,14 @@ def test_documents_are_built_as_the_recursive_pruning_built_them() -> None:
     for event in events:
         event = pseudonymise(event, PSEUDONYMIZER)
         assert history_document(event, INGESTED) == _reference_document(event, INGESTED)
+
+
+def test_a_document_names_the_key_its_pseudonym_was_made_with() -> None:
+    event = pseudonymise(_event(patient_id="P-1"), PSEUDONYMIZER)
+    document = history_document(event, INGESTED, PSEUDONYMIZER.fingerprints())
+    key = PSEUDONYMIZER.current
+    assert document["health"]["patient"] == {
+        "pseudonym": event.patient_id,
+        "key": {"id": key.key_id, "fingerprint": key.fingerprint},
+    }
+    assert key.secret.decode() not in json.dumps(document)
