@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 from detectors.models import AccessEvent
 from streams.decode import decode
 from streams.demo.simulate import simulate
-from streams.history.chain import START, link
+from streams.history.chain import START, Position, link
 from streams.history.document import history_document
 from streams.keys import Key
 from streams.pseudonym import Pseudonymizer, pseudonymise
 
 PSEUDONYMIZER = Pseudonymizer(Key("bench", b"bench-key-0123456789abcdef0123456789"))
+CHAIN_KEY = Key("c-bench", b"bench-chain-key-0123456789abcdef0123")
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
 
@@ -48,7 +49,8 @@ def _chained(payloads: list[bytes]) -> None:
     for offset, payload in enumerate(payloads):
         event = decode(payload)
         assert isinstance(event, AccessEvent)
-        _, head = link(history_document(pseudonymise(event, PSEUDONYMIZER), NOW), 0, offset, head)
+        document = history_document(pseudonymise(event, PSEUDONYMIZER), NOW)
+        _, head = link(document, Position("bench", 0, offset), head, CHAIN_KEY)
 
 
 def _best(stage: Callable[[list[bytes]], None], payloads: list[bytes], repeat: int) -> float:

@@ -64,6 +64,13 @@ def create_app(settings: Settings) -> faust.App:
     )
     events_topic = app.topic(settings.topic_events, value_type=bytes, value_serializer="raw")
     dlq_topic = app.topic(settings.topic_dlq, value_type=bytes, value_serializer="raw")
+    checkpoint_topic = app.topic(
+        settings.checkpoint_topic, key_serializer="raw", value_serializer="raw"
+    )
+
+    async def send_checkpoint(key: bytes, value: bytes) -> None:
+        await (await checkpoint_topic.send(key=key, value=value))
+
     offsets = GroupOffsets(settings, settings.app_id)
     detection_topics, detection_guards = detection_agents.install(
         app,
@@ -108,10 +115,15 @@ def create_app(settings: Settings) -> faust.App:
         client = async_client(settings)
         backoff = Backoff()
         writer = HistoryWriter(
-            client, settings, heads, backoff, fingerprints=pseudonymizer.fingerprints()
+            client,
+            settings,
+            heads,
+            backoff,
+            fingerprints=pseudonymizer.fingerprints(),
+            chain_keys=checkpoint_keys,
         )
         stage = IngestStage(settings, pseudonymizer, writer, dead_letters, forwarder)
-        checkpointer = Checkpointer(client, settings, checkpoint_keys[0], backoff)
+        checkpointer = Checkpointer(client, settings, checkpoint_keys[0], send_checkpoint, backoff)
 
         async def handle(messages: list[Any]) -> int:
             result = await stage.handle(messages)

@@ -20,6 +20,7 @@ from kafka import KafkaConsumer, TopicPartition
 from streams.decode import Rejected
 from streams.producer import Record, publish_records
 from streams.settings import Settings
+from streams.topics import read_topic
 
 PREFIX = "guetteur."
 # Header a replay carries, kept if the message is refused again (see streams.ingest).
@@ -106,36 +107,18 @@ def count(settings: Settings) -> int:
 
 def read_all(settings: Settings, timeout: float = 30.0) -> Iterator[DeadLetter]:
     """Every dead letter currently in the topic, oldest first per partition."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_servers(),
-        enable_auto_commit=False,
-        client_id="guetteur-dlq-reader",
-    )
-    try:
-        partitions = consumer.partitions_for_topic(settings.topic_dlq) or set()
-        assigned = [TopicPartition(settings.topic_dlq, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        ends = consumer.end_offsets(assigned)
-        deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < ends[tp] for tp in assigned):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {settings.topic_dlq} took over {timeout:.0f}s")
-            for records in consumer.poll(timeout_ms=1000).values():
-                for record in records:
-                    yield DeadLetter(
-                        partition=record.partition,
-                        offset=record.offset,
-                        key=record.key,
-                        value=record.value or b"",
-                        headers={
-                            k.removeprefix(PREFIX): v.decode(errors="replace")
-                            for k, v in (record.headers or [])
-                            if k.startswith(PREFIX)
-                        },
-                    )
-    finally:
-        consumer.close()
+    for record in read_topic(settings, settings.topic_dlq, "guetteur-dlq-reader", timeout):
+        yield DeadLetter(
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value or b"",
+            headers={
+                k.removeprefix(PREFIX): v.decode(errors="replace")
+                for k, v in (record.headers or [])
+                if k.startswith(PREFIX)
+            },
+        )
 
 
 def replay(

@@ -32,6 +32,10 @@ CHECKPOINTS = Counter(
     "guetteur_checkpoints_total",
     "Signed chain-head checkpoints written to the checkpoint index.",
 )
+CHAIN_HEAD_FORGED = Counter(
+    "guetteur_chain_head_forged_total",
+    "Chain heads read back from the history whose MAC does not hold (tampering; run verify).",
+)
 ALERT_FINDINGS = Counter(
     "guetteur_alert_findings_total",
     "Single-evidence alerts produced by the detectors (before merging into incidents).",

@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         ge=0,
         description="How often the worker signs the chain heads; 0 = after every batch.",
     )
+    checkpoint_file: Path | None = Field(
+        default=None,
+        description=(
+            "Also append every signed checkpoint to this file (JSON lines), an anchor outside "
+            "Elasticsearch and Kafka; put it on append-only or remote storage."
+        ),
+    )
     retention_months: int = Field(
         default=12,
         ge=6,
@@ -257,6 +264,12 @@ class Settings(BaseSettings):
     def alert_parts_topic(self) -> str:
         """Internal: single-evidence alerts, keyed by alert id, to be merged into incidents."""
         return f"{self.app_id}-alert-parts"
+
+    @property
+    def checkpoint_topic(self) -> str:
+        """The signed checkpoints again, outside Elasticsearch (compacted: one per record id),
+        so deleting them from the index is itself detected (``streams.history.anchors``)."""
+        return f"{self.topic_events}-checkpoints"
 
     @property
     def checkpoint_index(self) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
 
 from faust.types import TP
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.settings import Settings
@@ -32,11 +34,16 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         settings.topic_alerts: settings.topic_partitions,
         settings.detect_topic: settings.topic_partitions,
         settings.alert_parts_topic: settings.topic_partitions,
+        settings.checkpoint_topic: 1,
     }
     # Dead letters are raw producer bytes, raw patient ids included: kept only long enough to be
     # looked at and replayed, not for as long as the broker keeps everything else.
     dlq_ms = int(settings.dlq_retention_days * 24 * 3600 * 1000)
-    configs = {settings.topic_dlq: {"retention.ms": str(dlq_ms)}}
+    configs = {
+        settings.topic_dlq: {"retention.ms": str(dlq_ms)},
+        # Never expired by time: the checkpoints must outlive the history they certify.
+        settings.checkpoint_topic: {"cleanup.policy": "compact", "retention.ms": "-1"},
+    }
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers(), client_id="guetteur-admin")
     try:
         existing = set(admin.list_topics())
@@ -57,6 +64,31 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         return [topic.name for topic in missing]
     finally:
         admin.close()
+
+
+def read_topic(
+    settings: Settings, topic: str, client_id: str, timeout: float = 30.0
+) -> Iterator[ConsumerRecord]:
+    """Every record a topic holds now, oldest first per partition; an absent topic is empty."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_servers(), enable_auto_commit=False, client_id=client_id
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not assigned:
+            return
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        ends = consumer.end_offsets(assigned)
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in assigned):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} took over {timeout:.0f}s")
+            for records in consumer.poll(timeout_ms=1000).values():
+                yield from records
+    finally:
+        consumer.close()
 
 
 def _wait_for_leaders(admin: KafkaAdminClient, topics: list[str], timeout: float) -> None:

@@ -7,14 +7,17 @@ from datetime import UTC, datetime, time
 from typing import Any
 
 import click
+from elastic_transport import ConnectionError as ElasticsearchUnreachable
+from kafka.errors import KafkaError
 
-from streams.cli.output import emit, emit_record, progress
+from streams.cli.output import emit, emit_record, fail, progress
 from streams.elastic import sync_client
 from streams.history import retention as retention_policy
 from streams.history.checkpoints import load_checkpoint_keys
 from streams.history.verify import Window
 from streams.history.verify import verify as verify_history
-from streams.settings import Settings, load
+from streams.keys import Key
+from streams.settings import ConfigError, Settings, load
 
 FINDING_COLUMNS = ["finding", "partition", "seq", "event_id", "index", "detail"]
 
@@ -42,30 +45,48 @@ class Moment(click.ParamType):
 @click.command()
 @click.option("--from", "start", type=Moment(), help="Only events from this event time on.")
 @click.option("--to", "end", type=Moment(end_of_day=True), help="Only events up to this time.")
+@click.option(
+    "--no-kafka", "no_kafka", is_flag=True, help="Skip checking records against Kafka offsets."
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: each finding, then a summary.")
-def verify(start: datetime | None, end: datetime | None, as_json: bool) -> None:
-    """Check the access history against its hash chains and signed checkpoints.
+def verify(start: datetime | None, end: datetime | None, no_kafka: bool, as_json: bool) -> None:
+    """Check the access history against its keyed chains, signed checkpoints, their anchors
+    outside Elasticsearch, and the Kafka positions it was read from.
 
-    Reports every modified, deleted, inserted or truncated record; exits 1 if it finds any.
-    Needs the checkpoint key (GUETTEUR_CHECKPOINT_KEY or _FILE) to check the signatures.
+    Exit status: 0 intact, 1 tampering found (each finding listed), 2 could not verify (the
+    message says why). Without the checkpoint key (GUETTEUR_CHECKPOINT_KEY or _FILE) the
+    structure is still checked, and the summary's "not checked" says what was not.
     """
-    settings = load(Settings)
-    keys = load_checkpoint_keys(settings)
-    client = sync_client(settings)
-    with progress("verify", enabled=not as_json) as report_progress:
-        report = verify_history(
-            client,
-            settings,
-            keys,
-            Window(start, end),
-            progress=lambda n: report_progress(f"{n} records checked"),
-        )
+    try:
+        settings = load(Settings)
+        keys = _checkpoint_keys_if_any(settings)
+        client = sync_client(settings)
+        with progress("verify", enabled=not as_json) as report_progress:
+            report = verify_history(
+                client,
+                settings,
+                keys,
+                Window(start, end),
+                progress=lambda n: report_progress(f"{n} records checked"),
+                kafka=not no_kafka,
+            )
+    except (ConfigError, ElasticsearchUnreachable, KafkaError, TimeoutError) as exc:
+        fail(f"could not verify: {exc}")
+        sys.exit(2)
     if report.findings or as_json:
         rows = [finding.row() for finding in report.findings]
         emit(rows, FINDING_COLUMNS, as_json=as_json, title=f"{len(rows)} findings")
     emit_record(report.summary(), as_json=as_json, title=f"verify {settings.history_index}")
     if not report.ok:
         sys.exit(1)
+
+
+def _checkpoint_keys_if_any(settings: Settings) -> list[Key] | None:
+    """The keyring, or None when none is configured (a broken one is still an error)."""
+    unconfigured = settings.checkpoint_key is None and settings.checkpoint_key_file is None
+    if unconfigured and not settings.demo:
+        return None
+    return load_checkpoint_keys(settings)
 
 
 @click.group()

@@ -1,20 +1,26 @@
 """Checking one partition's chain against itself and its signed records (pure, no I/O).
 
 Findings say what an auditor needs to act on, precisely:
-- ``modified``: a record's content no longer matches its hash, or its hash was recomputed and no
-  longer matches the next record's link or a signed checkpoint;
+- ``modified``: a record's content no longer matches its MAC, or its MAC no longer matches the
+  next record's link or a signed checkpoint;
 - ``deleted``: sequence numbers missing inside the chain (and not removed by retention);
-- ``inserted``: a record claiming a position that is already taken, or carrying no chain at all;
+- ``inserted``: a record claiming a position that is already taken (in the chain, or in Kafka:
+  an offset at or before the previous record's), sealed without a key (a plain hash anyone can
+  compute), or carrying no chain at all;
 - ``truncated``: the chain ends before the head a signed checkpoint recorded.
+
+Without the checkpoint keys the walk still checks the structure (sequence, links, offsets) and
+counts the records whose MAC it could not check, so the report says what it did not prove.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.history.chain import GENESIS, Link, chain_fields, digest
+from streams.history.chain import GENESIS, Link, chain_fields, seal
+from streams.keys import Key
 
 
 @dataclass(frozen=True)
@@ -64,9 +70,11 @@ class ChainAudit:
     partition: int
     start: int = 1  # the first sequence number expected
     removed: list[Removed] = field(default_factory=list)
+    keys: Mapping[str, Key] | None = None  # None: MACs cannot be checked (no key given)
     findings: list[Finding] = field(default_factory=list)
     hashes: dict[int, str] = field(default_factory=dict)
     checked: int = 0
+    unsealed: int = 0  # records whose MAC could not be checked (no key, or an unknown key id)
     _last: Record | None = None
     _blamed: set[int] = field(default_factory=set)
 
@@ -101,28 +109,54 @@ class ChainAudit:
         self.checked += 1
         fields = chain_fields(record.source)
         seq = record.seq
-        intact = digest(record.source) == fields.get("hash")
-        if not intact:
-            self._blame(seq, "its content no longer matches its hash", record)
+        intact = self._sealed(record, fields)
         last_seq = self._last.seq if self._last else self.start - 1
         if seq <= last_seq:
-            self.findings.append(
-                Finding(
-                    "inserted",
-                    f"a second record claims position {seq} of the chain",
-                    self.partition,
-                    str(seq),
-                    _event_id(record),
-                    record.index,
-                )
-            )
+            self._inserted(record, f"a second record claims position {seq} of the chain")
             return
+        self._check_offset(record, fields)
         self._report_gap(last_seq + 1, seq - 1)
         expected = self._expected_prev(seq)
-        if intact and expected is not None and fields.get("prev") != expected:
-            self._blame(seq - 1, "its hash was recomputed: the next record links to another one")
+        if intact is not False and expected is not None and fields.get("prev") != expected:
+            self._blame(seq - 1, "its MAC was recomputed: the next record links to another one")
         self.hashes[seq] = str(fields.get("hash"))
         self._last = record
+
+    def _sealed(self, record: Record, fields: dict[str, Any]) -> bool | None:
+        """Whether the record's MAC holds; None when it cannot be told (no key for it)."""
+        if "key_id" not in fields:
+            self._inserted(record, "its link is a plain hash anyone can compute, not a MAC")
+            return False
+        key = None if self.keys is None else self.keys.get(str(fields["key_id"]))
+        if key is None:
+            self.unsealed += 1
+            return None
+        if seal(record.source, key) != fields.get("hash"):
+            self._blame(
+                record.seq, "its MAC does not hold: edited, or written without the key", record
+            )
+            return False
+        return True
+
+    def _check_offset(self, record: Record, fields: dict[str, Any]) -> None:
+        """A chain follows its partition in offset order: a record whose offset is not after
+        the previous one's claims a position in Kafka that another record holds."""
+        if self._last is None:
+            return
+        offset, previous = fields.get("offset"), chain_fields(self._last.source).get("offset")
+        if not isinstance(offset, int) or not isinstance(previous, int) or offset <= previous:
+            self._inserted(
+                record,
+                f"claims Kafka offset {offset}, not after offset {previous} of the record "
+                "before it",
+            )
+
+    def _inserted(self, record: Record, why: str) -> None:
+        self.findings.append(
+            Finding(
+                "inserted", why, self.partition, str(record.seq), _event_id(record), record.index
+            )
+        )
 
     def _expected_prev(self, seq: int) -> str | None:
         if seq == 1:

@@ -25,13 +25,14 @@ from elasticsearch.helpers import scan
 
 from streams import metrics
 from streams.backoff import Backoff
+from streams.history import anchors
 from streams.history.chain import Link, canonical
 from streams.keys import Key, KeySource, load_keys
 from streams.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
-HEADS = "heads"
+HEADS = anchors.HEADS
 RETENTION = "retention"
 
 
@@ -114,9 +115,8 @@ def check(doc_id: str, source: dict[str, Any], keys: dict[str, Key]) -> SignedRe
     return SignedRecord(doc_id, body, True)
 
 
-def read_signed(client: Elasticsearch, settings: Settings, keys: list[Key]) -> list[SignedRecord]:
-    """Every record of the checkpoint index, oldest first, each with its signature checked."""
-    by_id = {k.key_id: k for k in keys}
+def read_indexed(client: Elasticsearch, settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+    """Every record of the checkpoint index, oldest first: (id, source), signatures unchecked."""
     try:
         client.indices.refresh(index=settings.checkpoint_index)
     except NotFoundError:
@@ -127,7 +127,13 @@ def read_signed(client: Elasticsearch, settings: Settings, keys: list[Key]) -> l
         query={"sort": [{"@timestamp": "asc"}]},
         preserve_order=True,
     )
-    return [check(hit["_id"], hit["_source"], by_id) for hit in hits]
+    return [(hit["_id"], hit["_source"]) for hit in hits]
+
+
+def read_signed(client: Elasticsearch, settings: Settings, keys: list[Key]) -> list[SignedRecord]:
+    """Every record of the checkpoint index, oldest first, each with its signature checked."""
+    by_id = {k.key_id: k for k in keys}
+    return [check(doc_id, source, by_id) for doc_id, source in read_indexed(client, settings)]
 
 
 def record_id(body: dict[str, Any]) -> str:
@@ -137,13 +143,11 @@ def record_id(body: dict[str, Any]) -> str:
 
 
 def write_signed(client: Elasticsearch, settings: Settings, key: Key, body: dict[str, Any]) -> str:
+    """Indexed, then anchored outside Elasticsearch (``anchors``), both acknowledged."""
     doc_id = record_id(body)
-    client.index(
-        index=settings.checkpoint_index,
-        id=doc_id,
-        document=signed_document(key, body),
-        refresh="wait_for",
-    )
+    document = signed_document(key, body)
+    client.index(index=settings.checkpoint_index, id=doc_id, document=document, refresh="wait_for")
+    anchors.anchor_sync(settings, doc_id, body, document)
     return doc_id
 
 
@@ -155,11 +159,14 @@ class Checkpointer:
         client: AsyncElasticsearch,
         settings: Settings,
         key: Key,
+        send: anchors.Send,
         backoff: Backoff | None = None,
     ):
+        """``send(key, value)``: to the checkpoint topic, acknowledged (the anchor in Kafka)."""
         self.client = client
         self.settings = settings
         self.key = key
+        self.send = send
         self.backoff = backoff or Backoff()
         self.last_written: datetime | None = None
         self.last_heads: dict[int, Link] = {}
@@ -190,11 +197,11 @@ class Checkpointer:
     async def _index(self, heads: dict[int, Link], now: datetime) -> None:
         body = heads_body(self.settings.app_id, heads, now)
         doc_id = record_id(body)
-        await self.client.index(
-            index=self.settings.checkpoint_index,
-            id=doc_id,
-            document=signed_document(self.key, body),
-        )
+        document = signed_document(self.key, body)
+        # The index first: an anchored record missing from the index reads as a deletion.
+        # Both writes are idempotent (same id, same key), so a retry repeats them safely.
+        await self.client.index(index=self.settings.checkpoint_index, id=doc_id, document=document)
+        await anchors.anchor(self.settings, self.send, doc_id, body, document)
         self.last_written, self.last_heads = now, dict(heads)
         metrics.CHECKPOINTS.inc()
         log.info(

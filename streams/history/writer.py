@@ -30,8 +30,9 @@ from detectors.models import AccessEvent
 from streams import metrics
 from streams.backoff import Backoff
 from streams.decode import Reason, Rejected
-from streams.history.chain import START, Link, chain_fields, link_encoded
+from streams.history.chain import START, Link, Position, chain_fields, link_encoded, seal
 from streams.history.document import history_document, month_index
+from streams.keys import Key
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,14 @@ class HistoryWriter:
         backoff: Backoff | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         fingerprints: Mapping[str, str] | None = None,
+        *,
+        chain_keys: Sequence[Key],
     ):
+        """``chain_keys``: the checkpoint keyring, current key first (it seals new records; the
+        older ones check heads sealed before a rotation)."""
         self.client = client
+        self.chain_key = chain_keys[0]
+        self.chain_keys = {key.key_id: key for key in chain_keys}
         self.fingerprints = fingerprints or {}
         self.settings = settings
         self.heads = heads
@@ -165,8 +172,9 @@ class HistoryWriter:
         for accepted in sorted(batch, key=lambda a: (a.partition, a.offset)):
             head = heads.get(accepted.partition, START)
             index, unlinked = documents[accepted.event_id]
+            at = Position(self.settings.topic_events, accepted.partition, accepted.offset)
             document, encoded, heads[accepted.partition] = link_encoded(
-                unlinked, accepted.partition, accepted.offset, head
+                unlinked, at, head, self.chain_key
             )
             pending.append(_Pending(accepted, index, document, encoded))
         return pending, heads
@@ -222,14 +230,23 @@ class HistoryWriter:
                 size=1,
                 query={"term": {"guetteur.chain.partition": partition}},
                 sort=[{"guetteur.chain.seq": "desc"}],
-                source_includes=["guetteur.chain"],
             )
         except NotFoundError:
             return START
         hits = response["hits"]["hits"]
         if not hits:
             return START
-        fields = chain_fields(hits[0]["_source"])
+        source = hits[0]["_source"]
+        fields = chain_fields(source)
+        key = self.chain_keys.get(str(fields.get("key_id")))
+        if key is None or seal(source, key) != fields.get("hash"):
+            # Chained after anyway (refusing would stop the history); verify reports it.
+            metrics.CHAIN_HEAD_FORGED.inc()
+            log.error(
+                "chain head fails its MAC: the history was written by someone without the key; "
+                "run `guetteur verify`",
+                extra={"chain.partition": partition, "chain.seq": fields.get("seq")},
+            )
         return Link(int(fields["seq"]), str(fields["hash"]))
 
     async def _bulk(self, pending: list[_Pending], operation: str) -> list[tuple[Accepted, str]]:

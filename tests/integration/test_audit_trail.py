@@ -3,6 +3,8 @@ an edited record, a deleted one and a deleted newest one; retention purges old m
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -15,7 +17,7 @@ from elasticsearch import Elasticsearch
 from streams.cli.main import cli
 from streams.dead_letters import read_all
 from streams.elastic import sync_client
-from streams.history.chain import chain_fields
+from streams.history.chain import canonical, chain_fields
 from streams.producer import publish
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -94,11 +96,12 @@ def test_verify_reports_an_edit_a_deletion_and_a_truncation(
     client.delete(index=_index_of(client, isolated, "at-20"), id="at-20", refresh=True)
     code, lines = _verify()
     assert ("deleted", str(chain_fields(deleted)["seq"]), None) in _findings(lines)
+    assert ("missing", None, "at-20") in _findings(lines)  # Kafka still holds it: named
     # A window of event time walks only its part of the chain (plus one record each side).
     code, lines = _verify("--from", "2026-11-16T10:25+01:00", "--to", "2026-11-16T10:28+01:00")
     assert code == 0 and 4 <= lines[-1]["records_checked"] < len(history) - 10
     code, lines = _verify("--from", "2026-11-16T10:18+01:00", "--to", "2026-11-16T10:22+01:00")
-    assert code == 1 and [f[0] for f in _findings(lines)] == ["deleted"]
+    assert code == 1 and [f[0] for f in _findings(lines)] == ["deleted", "missing"]
 
     newest = _newest(client, isolated)
     newest_id = newest["event"]["id"]
@@ -107,7 +110,7 @@ def test_verify_reports_an_edit_a_deletion_and_a_truncation(
     truncated = [f for f in lines if f.get("finding") == "truncated"]
     assert [f["seq"] for f in truncated] == [str(chain_fields(newest)["seq"])]
     assert truncated[0]["partition"] == chain_fields(newest)["partition"]
-    assert code == 1 and len(_findings(lines)) == 3
+    assert code == 1 and len(_findings(lines)) == 4
 
 
 def _index_of(client: Elasticsearch, settings: Settings, event_id: str) -> str:
@@ -142,7 +145,7 @@ def test_retention_removes_old_months_and_verify_still_passes(
     client.delete(index=_index_of(client, isolated, "new-0"), id="new-0", refresh=True)
     code, lines = _verify()
     assert code == 1
-    assert [f["finding"] for f in lines if "finding" in f] == ["deleted"]
+    assert [f["finding"] for f in lines if "finding" in f] == ["deleted", "missing"]
 
 
 def test_a_stopping_worker_signs_its_last_heads(isolated: Settings, tmp_path: Path) -> None:
@@ -165,3 +168,109 @@ def test_a_stopping_worker_signs_its_last_heads(isolated: Settings, tmp_path: Pa
     code, lines = _verify()
     assert code == 1
     assert [f["finding"] for f in lines if "finding" in f] == ["truncated"]
+
+
+def _forged_after(newest: dict[str, Any], event_id: str, **chain: Any) -> dict[str, Any]:
+    """A record appended at a chain head by someone with write access to Elasticsearch but no
+    key: a correct plain SHA-256 (what the chain used to be), claiming a real record's offset."""
+    forged = copy.deepcopy(newest)
+    forged["event"]["id"] = event_id
+    forged["user"]["id"] = "nobody-was-here"
+    fields = forged["guetteur"]["chain"]
+    fields.update(seq=fields["seq"] + 1, prev=fields["hash"], **chain)
+    fields.pop("key_id")
+    fields.pop("hash")
+    fields["hash"] = hashlib.sha256(canonical(forged)).hexdigest()
+    return forged
+
+
+def test_verify_catches_what_write_access_to_elasticsearch_allows(
+    isolated: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: a forged append, a claimed offset, deleted checkpoints, an insertion and a
+    re-ordering are each reported; without the key, verify says what it could not check."""
+    events = [_event(f"fa-{n}", f"2026-11-16T10:{n:02d}:00+01:00") for n in range(12)]
+    _run_worker(isolated, [json.dumps(e).encode() for e in events], 12, tmp_path / "w1.log")
+    client = sync_client(isolated)
+    code, lines = _verify()
+    assert code == 0, lines
+    summary = lines[-1]
+    assert summary["kafka_positions_checked"] == 12 and summary["anchored_records"] >= 1
+    assert summary["not_checked"] is None
+
+    # A forged append at the head, claiming the head's own Kafka offset.
+    newest = _newest(client, isolated)
+    forged = _forged_after(newest, "forged-1")
+    index = _index_of(client, isolated, newest["event"]["id"])
+    client.index(index=index, id="forged-1", document=forged, refresh=True)
+    code, lines = _verify()
+    found = [f for f in lines if f.get("event_id") == "forged-1"]
+    assert code == 1 and {f["finding"] for f in found} == {"inserted"}
+    details = " ".join(f["detail"] for f in found)
+    assert "plain hash" in details and f"offset {chain_fields(newest)['offset']}" in details
+
+    # The worker chains real events after the forged head: it says so, and verify still sees it.
+    later = _event("fa-later", "2026-11-16T11:00:00+01:00")
+    log = tmp_path / "w2.log"
+    _run_worker(isolated, [json.dumps(later).encode()], 14, log)
+    assert "chain head fails its MAC" in log.read_text()
+    code, lines = _verify()
+    assert code == 1 and any(f.get("event_id") == "forged-1" for f in lines)
+    client.delete(index=index, id="forged-1", refresh=True)
+
+    # Every checkpoint deleted from the index: the Kafka anchor still has them.
+    client.indices.delete(index=isolated.checkpoint_index)
+    code, lines = _verify()
+    gone = [f for f in lines if f.get("finding") == "checkpoint"]
+    assert (
+        code == 1 and gone and all("missing from the checkpoint index" in f["detail"] for f in gone)
+    )
+
+    # Without the key: the structure is still checked, and the summary says what was not.
+    monkeypatch.delenv("GUETTEUR_CHECKPOINT_KEY")
+    code, lines = _verify()
+    assert code == 1 and "record MACs" in lines[-1]["not_checked"]
+    assert lines[-1]["macs_unchecked"] == lines[-1]["records_checked"]
+
+
+def test_verify_reports_an_insertion_and_a_reordering(isolated: Settings, tmp_path: Path) -> None:
+    events = [_event(f"ro-{n}", f"2026-11-16T10:{n:02d}:00+01:00") for n in range(8)]
+    _run_worker(isolated, [json.dumps(e).encode() for e in events], 8, tmp_path / "w.log")
+    client = sync_client(isolated)
+    history = stored_history(client, isolated)
+    chains: dict[int, list[dict[str, Any]]] = {}
+    for source in history.values():
+        chains.setdefault(chain_fields(source)["partition"], []).append(source)
+    biggest = max(chains, key=lambda partition: len(chains[partition]))
+    longest = sorted(chains[biggest], key=lambda s: chain_fields(s)["seq"])
+    assert len(longest) >= 3
+
+    # Two records swap places in the chain (their seq, prev and offsets), without the key.
+    a, b = longest[0], longest[1]
+    swapped = {}
+    for this, that in ((a, b), (b, a)):
+        fields = dict(chain_fields(this))
+        for name in ("seq", "prev", "offset"):
+            fields[name] = chain_fields(that)[name]
+        swapped[this["event"]["id"]] = fields
+    for event_id, fields in swapped.items():
+        client.update(
+            index=_index_of(client, isolated, event_id),
+            id=event_id,
+            doc={"guetteur": {"chain": fields}},
+            refresh=True,
+        )
+    code, lines = _verify()
+    assert code == 1 and {"modified"} <= {f["finding"] for f in lines if "finding" in f}
+
+    # A record inserted mid-chain at a taken position.
+    intruder = copy.deepcopy(longest[2])
+    intruder["event"]["id"] = "intruder"
+    client.index(
+        index=_index_of(client, isolated, longest[2]["event"]["id"]),
+        id="intruder",
+        document=intruder,
+        refresh=True,
+    )
+    code, lines = _verify()
+    assert ("inserted", str(chain_fields(intruder)["seq"]), "intruder") in _findings(lines)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from detectors.models import AccessEvent
-from streams.history.chain import START, link
+from streams.history.chain import START, Position, link
 from streams.history.document import history_document, month_index
 from streams.history.templates import mapped_fields, templates
 from streams.keys import Key
@@ -18,6 +18,7 @@ from tests.helpers import MINIMAL_EVENT
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "contract" / "examples.jsonl"
 PSEUDONYMIZER = Pseudonymizer(Key("k1", b"0123456789abcdef0123456789abcdef"))
+CHAIN_KEY = Key("c1", b"chain-key-for-tests-0123456789abcdef")
 INGESTED = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
@@ -46,9 +47,8 @@ def test_every_field_of_every_contract_example_is_mapped() -> None:
     mapped = mapped_fields(history)
     produced: set[str] = set()
     for event in _examples():
-        document, _ = link(
-            history_document(pseudonymise(event, PSEUDONYMIZER), INGESTED), 0, 0, START
-        )
+        unlinked = history_document(pseudonymise(event, PSEUDONYMIZER), INGESTED)
+        document, _ = link(unlinked, Position("access-events", 0, 0), START, CHAIN_KEY)
         produced |= _leaf_paths(document)
     assert produced - mapped == set()
     assert {"@timestamp", "event.action", "event.outcome", "user.id", "user.roles"} <= produced

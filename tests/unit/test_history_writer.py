@@ -17,6 +17,7 @@ from detectors.models import AccessEvent
 from streams.backoff import Backoff
 from streams.history.chain import chain_fields
 from streams.history.writer import Accepted, ChainHeads, HistoryWriter
+from streams.keys import Key
 from streams.settings import Settings
 from tests.helpers import MINIMAL_EVENT
 
@@ -101,6 +102,7 @@ def _writer(client: ScriptedElasticsearch, sleeps: list[float]) -> HistoryWriter
         Settings(index_prefix="t"),
         ChainHeads(),
         Backoff(initial=0.5, maximum=4, sleep=sleep),
+        chain_keys=[Key("c1", b"chain-key-for-tests-0123456789abcdef")],
     )
 
 
