@@ -66,18 +66,21 @@ def _detect(path: Path) -> None:
     from detectors.registry import all_detectors
     from streams.decode import Rejected, decode
     from streams.keys import Key
-    from streams.pseudonym import Pseudonymizer, pseudonymise
+    from streams.minimise import Minimiser
+    from streams.pseudonym import Pseudonymizer
 
     pseudonymizer = Pseudonymizer(Key("bench", b"bench-key-0123456789abcdef0123456789"))
+    policy = Policy()
+    minimiser = Minimiser(policy.privacy, policy.export, pseudonymizer)
 
     def events() -> Iterator[AccessEvent]:
         with path.open("rb") as source:
             for line in source:
                 event = decode(line.rstrip(b"\n"))
                 if not isinstance(event, Rejected):
-                    yield pseudonymise(event, pseudonymizer)
+                    yield minimiser.protect(event)[0]
 
-    detect_stream(events(), all_detectors(Policy()), span(hours=1))
+    detect_stream(events(), all_detectors(policy), span(hours=1))
 
 
 def _measure(kind: str, path: Path) -> dict[str, float]:

@@ -8,12 +8,13 @@ error naming the key's path, so a typo cannot silently turn a rule off.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from detectors.alerts import Severity
 from detectors.models import Action, DataCategory, Purpose, Role
@@ -233,6 +234,36 @@ class HriPolicy(_Section):
         return timedelta(minutes=self.view_before_minutes)
 
 
+class PrivacyPolicy(_Section):
+    """What of a producer's free text may be stored (``streams.minimise``)."""
+
+    attributes: dict[str, list[str]] = Field(
+        default_factory=lambda: {"*": ["pseudonymised"], "guetteur": ["guetteur_audit"]},
+        description="Per source (or '*' for all): the attribute keys kept; every other "
+        "attribute is dropped at ingestion. By default only 'pseudonymised' (read by export "
+        "detection) and Guetteur's own audit record.",
+    )
+    patient_id_patterns: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions of this deployment's patient ids (e.g. 'P-[0-9]{6}'), "
+        "pseudonymised wherever they appear in free text, besides the event's own patient_id.",
+    )
+
+    @field_validator("patient_id_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+            if compiled.groups:
+                raise ValueError(f"{pattern!r}: use (?:...) instead of capturing groups")
+            if compiled.match(""):
+                raise ValueError(f"{pattern!r} matches the empty string")
+        return patterns
+
+
 class Policy(_Section):
     alerts: AlertPolicy = Field(default_factory=AlertPolicy)
     support: SupportPolicy = Field(default_factory=SupportPolicy)
@@ -240,6 +271,7 @@ class Policy(_Section):
     care: CarePolicy = Field(default_factory=CarePolicy)
     export: ExportPolicy = Field(default_factory=ExportPolicy)
     hri: HriPolicy = Field(default_factory=HriPolicy)
+    privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     severity: dict[str, Severity] = Field(
         default_factory=dict,
         description="Per rule_id: a severity overriding the rule's own (low..critical).",

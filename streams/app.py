@@ -26,7 +26,9 @@ from streams.elastic import async_client
 from streams.history.checkpoints import Checkpointer, ensure_separate, load_checkpoint_keys
 from streams.history.writer import ChainHeads, HistoryWriter
 from streams.ingest import DeadLetters, Forwarder, IngestStage
+from streams.minimise import Minimiser
 from streams.pseudonym import load_pseudonymizer
+from streams.redactions import RedactionReport
 from streams.settings import Settings
 from streams.topics import GroupOffsets, partition_count
 
@@ -41,7 +43,9 @@ def create_app(settings: Settings) -> faust.App:
     ensure_separate(checkpoint_keys, [pseudonymizer.current, *pseudonymizer.previous])
     heads = ChainHeads()
     metrics.WORKER_UP.labels(settings.app_id).set(1)
-    detectors = all_detectors(load_policy(settings.policy_file))
+    policy = load_policy(settings.policy_file)
+    detectors = all_detectors(policy)
+    minimiser = Minimiser(policy.privacy, policy.export, pseudonymizer)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_servers()}",
@@ -64,6 +68,9 @@ def create_app(settings: Settings) -> faust.App:
     )
     events_topic = app.topic(settings.topic_events, value_type=bytes, value_serializer="raw")
     dlq_topic = app.topic(settings.topic_dlq, value_type=bytes, value_serializer="raw")
+    redaction_topic = app.topic(
+        settings.redaction_topic, key_serializer="raw", value_serializer="raw"
+    )
     checkpoint_topic = app.topic(
         settings.checkpoint_topic, key_serializer="raw", value_serializer="raw"
     )
@@ -81,7 +88,8 @@ def create_app(settings: Settings) -> faust.App:
     )
     forwarder = Forwarder(app, settings, detectors, detection_topics, offsets)
     continuity = Continuity(app, settings.topic_events, offsets)
-    dead_letters = DeadLetters(dlq_topic, settings, Backoff())
+    dead_letters = DeadLetters(dlq_topic, settings, Backoff(), minimiser)
+    redactions = RedactionReport(redaction_topic, Backoff())
 
     guards = [continuity, *detection_guards]
 
@@ -122,7 +130,7 @@ def create_app(settings: Settings) -> faust.App:
             fingerprints=pseudonymizer.fingerprints(),
             chain_keys=checkpoint_keys,
         )
-        stage = IngestStage(settings, pseudonymizer, writer, dead_letters, forwarder)
+        stage = IngestStage(settings, minimiser, writer, dead_letters, forwarder, redactions)
         checkpointer = Checkpointer(client, settings, checkpoint_keys[0], send_checkpoint, backoff)
 
         async def handle(messages: list[Any]) -> int:

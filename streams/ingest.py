@@ -14,7 +14,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,8 @@ from streams.detection.agents import DetectionTopics, detector_failed
 from streams.detection.backlog import Backlog
 from streams.detection.watermark import SourceProgress
 from streams.history.writer import Accepted, HistoryWriter, Refused, WriteResult
-from streams.pseudonym import Pseudonymizer, pseudonymise
+from streams.minimise import Minimiser, Redaction
+from streams.redactions import Redacted, RedactionReport
 from streams.settings import Settings
 from streams.topics import GroupOffsets, send_all
 
@@ -53,36 +54,49 @@ class Letter:
 
 
 def admit(
-    raw: bytes | None, pseudonymizer: Pseudonymizer, bounds: EventTimeBounds, now: datetime
-) -> AccessEvent | Rejected:
-    """The event as everything downstream sees it (patient id pseudonymised), or why not."""
+    raw: bytes | None, minimiser: Minimiser, bounds: EventTimeBounds, now: datetime
+) -> tuple[AccessEvent, list[Redaction]] | Rejected:
+    """The event as everything downstream sees it (patient id pseudonymised, free text
+    minimised) and what minimising took out, or why the message is refused."""
     result = decode(raw, bounds=bounds, now=now)
     if isinstance(result, Rejected):
         return result
     try:
-        return pseudonymise(result, pseudonymizer)
+        return minimiser.protect(result)
     except Exception as exc:  # a bug of ours: the message is kept for a replay once fixed
-        log.exception("pseudonymisation failed", extra={"event.id": result.event_id})
+        # No event id in the line: it is the producer's raw text (the dead letter has it).
+        log.exception("pseudonymisation failed")
         return Rejected(Reason.UNPROCESSABLE, f"pseudonymisation failed ({type(exc).__name__})")
 
 
+@dataclass
+class Triage:
+    accepted: list[Accepted] = field(default_factory=list)
+    letters: list[Letter] = field(default_factory=list)
+    redacted: list[Redacted] = field(default_factory=list)
+
+
 def triage(
-    messages: Iterable[Any], pseudonymizer: Pseudonymizer, bounds: EventTimeBounds, now: datetime
-) -> tuple[list[Accepted], list[Letter]]:
-    """Split messages into accepted events (with their source position) and dead letters."""
-    accepted: list[Accepted] = []
-    letters: list[Letter] = []
+    messages: Iterable[Any], minimiser: Minimiser, bounds: EventTimeBounds, now: datetime
+) -> Triage:
+    """Split messages into accepted events (with their source position) and dead letters,
+    noting what minimisation took out of which event."""
+    done = Triage()
     sources: Counter[str] = Counter()
     for message in messages:
-        result = admit(message.value, pseudonymizer, bounds, now)
+        result = admit(message.value, minimiser, bounds, now)
         if isinstance(result, Rejected):
-            letters.append(Letter(message, result))
-        else:
-            sources[result.source] += 1
-            accepted.append(Accepted(message.partition, message.offset, result))
+            done.letters.append(Letter(message, result))
+            continue
+        event, redactions = result
+        sources[event.source] += 1
+        accepted = Accepted(message.partition, message.offset, event)
+        done.accepted.append(accepted)
+        if redactions:
+            done.redacted.append(Redacted(message.topic, accepted, redactions))
     for source, count in sources.items():  # counted per batch: a label look-up per event cost
         metrics.EVENTS_ACCEPTED.labels(source).inc(count)
-    return accepted, letters
+    return done
 
 
 def refused_letters(refused: Sequence[Refused], messages: Iterable[Any]) -> list[Letter]:
@@ -101,10 +115,11 @@ class DeadLetters:
     found, and replayed from the source topic while the source keeps it.
     """
 
-    def __init__(self, topic: Any, settings: Settings, backoff: Backoff):
+    def __init__(self, topic: Any, settings: Settings, backoff: Backoff, minimiser: Minimiser):
         self.topic = topic
         self.max_bytes = settings.dlq_max_message_bytes
         self.backoff = backoff
+        self.minimiser = minimiser  # a reason may quote the producer: logged minimised
 
     async def send(self, letters: Sequence[Letter]) -> None:
         if letters:
@@ -118,7 +133,7 @@ class DeadLetters:
             "message dead-lettered",
             extra={
                 "dlq.reason": rejected.reason.value,
-                "dlq.detail": rejected.detail,
+                "dlq.detail": self.minimiser.scrub_text(rejected.detail),
                 "kafka.topic": message.topic,
                 "kafka.partition": message.partition,
                 "kafka.offset": message.offset,
@@ -162,20 +177,25 @@ class IngestStage:
     def __init__(
         self,
         settings: Settings,
-        pseudonymizer: Pseudonymizer,
+        minimiser: Minimiser,
         writer: HistoryWriter,
         dead_letters: DeadLetters,
         forwarder: Forwarder,
+        redactions: RedactionReport,
     ):
-        self.pseudonymizer = pseudonymizer
+        self.minimiser = minimiser
         self.bounds = settings.event_time_bounds()
         self.writer = writer
         self.dead_letters = dead_letters
         self.forwarder = forwarder
+        self.redactions = redactions
 
     async def handle(self, messages: list[Any]) -> WriteResult:
-        accepted, letters = triage(messages, self.pseudonymizer, self.bounds, datetime.now(UTC))
-        await self.dead_letters.send(letters)
+        done = triage(messages, self.minimiser, self.bounds, datetime.now(UTC))
+        await asyncio.gather(
+            self.dead_letters.send(done.letters), self.redactions.send(done.redacted)
+        )
+        accepted = done.accepted
         result, _ = await asyncio.gather(
             self.writer.write(accepted), self.forwarder.forward(messages, accepted)
         )

@@ -32,6 +32,11 @@ CHECKPOINTS = Counter(
     "guetteur_checkpoints_total",
     "Signed chain-head checkpoints written to the checkpoint index.",
 )
+IDENTIFIERS_REDACTED = Counter(
+    "guetteur_identifiers_redacted_total",
+    "Identifiers pseudonymised out of free-text fields, and attributes dropped, at ingestion.",
+    ["field", "kind"],
+)
 CHAIN_HEAD_FORGED = Counter(
     "guetteur_chain_head_forged_total",
     "Chain heads read back from the history whose MAC does not hold (tampering; run verify).",

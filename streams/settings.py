@@ -272,6 +272,11 @@ class Settings(BaseSettings):
         return f"{self.topic_events}-checkpoints"
 
     @property
+    def redaction_topic(self) -> str:
+        """What minimisation removed from accepted events, without the values."""
+        return f"{self.topic_events}-redactions"
+
+    @property
     def checkpoint_index(self) -> str:
         return f"{self.index_prefix}-access-checkpoints"
 

@@ -35,6 +35,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         settings.detect_topic: settings.topic_partitions,
         settings.alert_parts_topic: settings.topic_partitions,
         settings.checkpoint_topic: 1,
+        settings.redaction_topic: 1,
     }
     # Dead letters are raw producer bytes, raw patient ids included: kept only long enough to be
     # looked at and replayed, not for as long as the broker keeps everything else.

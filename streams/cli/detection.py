@@ -20,7 +20,8 @@ from streams.audit.safe_output import terminal_cell
 from streams.cli.output import emit, progress, stderr
 from streams.decode import EventTimeBounds, Rejected, decode
 from streams.demo.simulate import simulate as simulate_days
-from streams.pseudonym import load_pseudonymizer, pseudonymise
+from streams.minimise import Minimiser
+from streams.pseudonym import load_pseudonymizer
 from streams.settings import Settings, load
 
 
@@ -44,19 +45,21 @@ def detect(events: IO[bytes], policy_file: Path | None, reorder_seconds: float) 
     """Run every detector over EVENTS (JSON lines, - for stdin) in event-time order.
 
     Alerts go to stdout as JSON lines, the same alerts (same ids) the worker would raise; a
-    summary and any refused line go to stderr. Patient ids are pseudonymised first, with the
-    worker's key (GUETTEUR_PSEUDONYM_KEY...), so no raw id reaches an alert.
+    summary and any refused line go to stderr. Events are protected first as the worker
+    protects them (patient ids pseudonymised with its key, GUETTEUR_PSEUDONYM_KEY..., free text
+    minimised by the policy's privacy section), so no raw id reaches an alert.
     """
     settings = load(Settings)
     pseudonymizer = load_pseudonymizer(settings, settings.demo_key_file())
     policy = load_policy(policy_file or settings.policy_file)
+    minimiser = Minimiser(policy.privacy, policy.export, pseudonymizer)
     read = Counter[str]()
     with progress("detect") as report:
 
         def accepted() -> Iterator[AccessEvent]:
             for event in _read(events, report, settings.event_time_bounds()):
                 read["events"] += 1
-                yield pseudonymise(event, pseudonymizer)
+                yield minimiser.protect(event)[0]
 
         alerts = detect_stream(
             accepted(), all_detectors(policy), timedelta(seconds=reorder_seconds)

@@ -18,6 +18,7 @@ from streams.cli.history import retention, verify
 from streams.cli.output import fail
 from streams.cli.policy import policy
 from streams.cli.pseudonym import pseudonym
+from streams.cli.redactions import redactions
 from streams.cli.stack import stack
 from streams.cli.worker import worker
 from streams.history.templates import HistorySetupError
@@ -37,6 +38,7 @@ cli.add_command(worker)
 cli.add_command(demo)
 cli.add_command(pseudonym)
 cli.add_command(dlq)
+cli.add_command(redactions)
 cli.add_command(verify)
 cli.add_command(retention)
 cli.add_command(policy)

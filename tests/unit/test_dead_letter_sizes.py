@@ -10,9 +10,13 @@ from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError
 
+from detectors.policy import ExportPolicy, PrivacyPolicy
 from streams.backoff import Backoff
 from streams.decode import Reason, Rejected
 from streams.ingest import DeadLetters, Letter
+from streams.keys import Key
+from streams.minimise import Minimiser
+from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
 
 
@@ -45,7 +49,9 @@ class Topic:
 
 def _send(value: bytes, limit: int, max_bytes: int) -> tuple[bytes, dict[str, bytes]]:
     topic = Topic(limit)
-    letters = DeadLetters(topic, Settings(dlq_max_message_bytes=max_bytes), Backoff(initial=0))
+    settings = Settings(dlq_max_message_bytes=max_bytes)
+    minimiser = Minimiser(PrivacyPolicy(), ExportPolicy(), Pseudonymizer(Key("k1", b"k" * 32)))
+    letters = DeadLetters(topic, settings, Backoff(initial=0), minimiser)
     letter = Letter(Message(value), Rejected(Reason.OVERSIZED, "too big"))
     asyncio.run(letters.send([letter]))
     assert len(topic.sent) == 1
