@@ -35,7 +35,6 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
-from detectors.models import AccessEvent
 from detectors.policy import load_policy
 from detectors.registry import all_detectors
 from detectors.runner import detect, log_error
@@ -43,8 +42,9 @@ from detectors.runner import routes as runner_routes
 from streams.demo.simulate import DEMO_POLICY, simulate
 from streams.elastic import sync_client
 from streams.keys import Key
+from streams.minimise import protected
 from streams.producer import publish
-from streams.pseudonym import Pseudonymizer, pseudonymise
+from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings, StackSettings
 from streams.stack import LocalStack
 from streams.topics import ensure_topics
@@ -59,10 +59,9 @@ def expected(events: list[dict[str, Any]]) -> tuple[dict[str, int], int]:
     """alert id -> evidence count, as the offline runner finds them; and how many (event,
     detector) routes the detect stage has to run (stateless detectors run at ingest)."""
     pseudonymizer = Pseudonymizer(Key("bench", PSEUDONYM_KEY.encode()))
-    parsed = [
-        pseudonymise(AccessEvent.model_validate_json(json.dumps(e)), pseudonymizer) for e in events
-    ]
-    detectors = all_detectors(load_policy(DEMO_POLICY))
+    policy = load_policy(DEMO_POLICY)
+    parsed = protected(events, policy, pseudonymizer)
+    detectors = all_detectors(policy)
     alerts = detect(parsed, detectors)
     routed = {name: d for name, d in detectors.items() if not d.stateless}
     routes = sum(len(runner_routes(routed, event, log_error)) for event in parsed)

@@ -32,6 +32,11 @@ CHECKPOINTS = Counter(
     "guetteur_checkpoints_total",
     "Signed chain-head checkpoints written to the checkpoint index.",
 )
+CONSOLE_DENIED = Counter(
+    "guetteur_console_denied_total",
+    "Console and API requests refused: 401 (no, unknown, expired or revoked token), 403 (role).",
+    ["status"],
+)
 IDENTIFIERS_REDACTED = Counter(
     "guetteur_identifiers_redacted_total",
     "Identifiers pseudonymised out of free-text fields, and attributes dropped, at ingestion.",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from detectors.models import AccessEvent, Actor, replaced
-from detectors.policy import ExportPolicy, PrivacyPolicy
+from detectors.policy import ExportPolicy, Policy, PrivacyPolicy
 from streams.pseudonym import Pseudonymizer, pseudonymise
 
 # Deliberately broad: a false positive costs a readable id, a false negative leaks one. Every
@@ -191,6 +191,17 @@ class _Scrub:
         full of identifiers stays within Elasticsearch's limits (an ``_id`` is 512 bytes)."""
         key_id, _, mac = self.minimiser.pseudonymizer.pseudonym(raw).partition(":")
         return f"[{kind}:{key_id}:{mac[:16]}]"
+
+
+def protected(
+    events: Iterable[dict[str, Any]], policy: Policy, pseudonymizer: Pseudonymizer
+) -> list[AccessEvent]:
+    """Events (as producers send them) as the worker hands them to detection: for offline
+    runs that must find the same alerts (demo, benchmarks, tests)."""
+    minimiser = Minimiser(policy.privacy, policy.export, pseudonymizer)
+    return [
+        minimiser.protect(AccessEvent.model_validate(event, strict=False))[0] for event in events
+    ]
 
 
 def kinds(redactions: Iterable[Redaction]) -> dict[tuple[str, str], int]:

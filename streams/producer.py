@@ -34,10 +34,11 @@ def publish(
     topic: str,
     payloads: Iterable[bytes],
     on_sent: Callable[[int], None] | None = None,
+    timeout: float = 60.0,
 ) -> int:
     """Send every payload as-is (malformed ones too), keyed by practice; returns the count."""
     records = (Record(payload, practice_key(payload)) for payload in payloads)
-    return publish_records(settings, topic, records, on_sent)
+    return publish_records(settings, topic, records, on_sent, timeout)
 
 
 def publish_records(
@@ -45,13 +46,17 @@ def publish_records(
     topic: str,
     records: Iterable[Record],
     on_sent: Callable[[int], None] | None = None,
+    timeout: float = 60.0,
 ) -> int:
-    """Send every record, then wait for every acknowledgement (raises if the broker refused one)."""
+    """Send every record, then wait for every acknowledgement (raises if the broker refused one,
+    or gave no answer within ``timeout`` seconds)."""
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka_servers(),
         acks="all",
         linger_ms=20,
         client_id="guetteur-publish",
+        max_block_ms=int(timeout * 1000),
+        bootstrap_timeout_ms=int(min(timeout, 10) * 1000),
     )
     futures: list[Any] = []
     try:
@@ -61,9 +66,9 @@ def publish_records(
             )
             if on_sent is not None and len(futures) % 500 == 0:
                 on_sent(len(futures))
-        producer.flush()
+        producer.flush(timeout=timeout)
         for future in futures:
-            future.get(timeout=30)
+            future.get(timeout=timeout)
     finally:
         producer.close()
     if on_sent is not None:

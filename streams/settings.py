@@ -199,7 +199,23 @@ class Settings(BaseSettings):
     )
     auditor: str | None = Field(
         default=None,
-        description="Who runs searches and reports (recorded with each); the OS user if unset.",
+        description="On whose behalf command-line searches are made (default of --as): "
+        "recorded as a stated purpose beside the OS user, never as the identity.",
+    )
+    auditor_role: Literal["auditor", "analyst", "admin"] = Field(
+        default="auditor",
+        description="The role recorded with command-line searches, reports and pseudonym "
+        "look-ups on this machine.",
+    )
+    audit_record_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="How long a search, report or look-up waits for Kafka to acknowledge its "
+        "audit record before failing without returning data.",
+    )
+    token_days: int = Field(
+        default=90, ge=1, le=3650, description="How long a new console token is valid."
     )
     demo: bool = Field(
         default=False,

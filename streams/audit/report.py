@@ -80,7 +80,7 @@ def history_row(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "time": doc["@timestamp"],
         "actor": doc["user"]["id"],
-        "role": (doc["user"].get("roles") or [""])[0],
+        "role": _role(doc),
         "organization": health.get("actor", {}).get("organization"),
         "action": doc["event"]["action"],
         "category": health.get("data_category"),
@@ -94,6 +94,18 @@ def history_row(doc: dict[str, Any]) -> dict[str, Any]:
         "patient": health.get("patient", {}).get("pseudonym"),
         "event_id": doc["event"]["id"],
     }
+
+
+def _role(doc: dict[str, Any]) -> str:
+    """The actor's role; for Guetteur's own looks, the role the looker proved (auditor...)."""
+    looked = doc.get("health", {}).get("attributes", {}).get("guetteur_audit", {})
+    if (
+        doc["event"].get("provider") == "guetteur"
+        and isinstance(looked, dict)
+        and looked.get("role")
+    ):
+        return str(looked["role"])
+    return str((doc["user"].get("roles") or [""])[0])
 
 
 @dataclass(frozen=True)

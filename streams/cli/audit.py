@@ -1,5 +1,6 @@
 """``guetteur search`` and ``guetteur report``: the auditors' questions, answered from the
-history. Every run is itself recorded in the history (``streams.audit.watch``)."""
+history. Every run is recorded (``streams.audit.watch``) under the OS user before it prints
+anything; a run that cannot be recorded prints an error instead of data."""
 
 from __future__ import annotations
 
@@ -41,9 +42,12 @@ def _window(function: Any) -> Any:
         "--to", "end", type=Moment(end_of_day=True), help="Until (event time)."
     )(function)
     function = click.option("--from", "start", type=Moment(), help="From (event time).")(function)
-    function = click.option("--as", "auditor", help="Who is asking (default GUETTEUR_AUDITOR).")(
-        function
-    )
+    function = click.option(
+        "--as",
+        "auditor",
+        help="On whose behalf (default GUETTEUR_AUDITOR): recorded as a stated purpose beside "
+        "your OS user, which is the identity recorded.",
+    )(function)
     return function
 
 
@@ -133,10 +137,9 @@ def search(
             rows.append(history_row(doc))
             if len(rows) % 1000 == 0:
                 report(f"{len(rows)} accesses")
-    watch.record(
-        settings,
-        watch.audit_event(watch.auditor_name(settings, auditor), "search", filters, len(rows), raw),
-    )
+    looker = watch.cli_looker(settings, auditor)
+    index = settings.history_index
+    watch.record(settings, watch.audit_event(looker, "search", filters, len(rows), index, raw))
     _output(rows, COLUMNS[:15], "json" if as_json else fmt, sys.stdout, f"{len(rows)} accesses")
 
 
@@ -159,8 +162,11 @@ def _report(
     with progress("report", enabled=fmt != "json") as say:
         say("reading the history")
         rows = build_report(client or sync_client(settings), settings, filters)
-    who = watch.auditor_name(settings, auditor)
-    watch.record(settings, watch.audit_event(who, f"{kind} report", filters, len(rows), raw))
+    looker = watch.cli_looker(settings, auditor)
+    event = watch.audit_event(
+        looker, f"{kind} report", filters, len(rows), settings.history_index, raw
+    )
+    watch.record(settings, event)
     title, period = REPORTS[kind][1], _period(filters)
     if fmt == "html":
         text = render_html(title, period, rows)

@@ -12,7 +12,6 @@ from typing import Any
 import click
 from elasticsearch import Elasticsearch, NotFoundError
 
-from detectors.models import AccessEvent
 from detectors.policy import load_policy
 from detectors.registry import all_detectors
 from detectors.runner import detect
@@ -23,8 +22,9 @@ from streams.elastic import sync_client
 from streams.history.checkpoints import load_checkpoint_keys
 from streams.history.templates import prepare
 from streams.history.verify import verify
+from streams.minimise import protected
 from streams.producer import publish
-from streams.pseudonym import load_pseudonymizer, pseudonymise
+from streams.pseudonym import load_pseudonymizer
 from streams.settings import Settings, StackSettings, load
 from streams.stack import LocalStack
 from streams.stack.process import tail
@@ -127,10 +127,9 @@ def demo(practices: int, days: int, timeout: float, as_json: bool) -> None:
 def _expected_alerts(settings: Settings, events: list[dict[str, Any]], policy: Path) -> set[str]:
     """The alert ids the offline runner finds in the same events: what the worker must raise."""
     pseudonymizer = load_pseudonymizer(settings, settings.demo_key_file())
-    parsed = [
-        pseudonymise(AccessEvent.model_validate_json(json.dumps(e)), pseudonymizer) for e in events
-    ]
-    return {a.alert_id for a in detect(parsed, all_detectors(load_policy(policy)))}
+    rules = load_policy(policy)
+    parsed = protected(events, rules, pseudonymizer)
+    return {a.alert_id for a in detect(parsed, all_detectors(rules))}
 
 
 def _wait_for_alerts(

@@ -9,6 +9,7 @@ from elastic_transport import ConnectionError as ElasticsearchUnreachable
 
 from detectors.policy import PolicyError
 from streams import __version__
+from streams.audit.watch import AuditNotRecordedError
 from streams.cli.audit import report, search
 from streams.cli.console import console, token
 from streams.cli.demo import demo
@@ -61,7 +62,14 @@ def main() -> None:
     except click.Abort:
         fail("aborted")
         sys.exit(130)
-    except (StackError, ConfigError, TopicError, HistorySetupError, PolicyError) as exc:
+    except (
+        StackError,
+        ConfigError,
+        TopicError,
+        HistorySetupError,
+        PolicyError,
+        AuditNotRecordedError,
+    ) as exc:
         fail(str(exc))
         sys.exit(1)
     except ElasticsearchUnreachable as exc:

@@ -1,8 +1,11 @@
 """The console's HTTP API (aiohttp), and the static web console on top of it.
 
-Every request but the console's own files needs ``Authorization: Bearer <token>``: no token or
-an unknown one is 401, a role without the right is 403. Searches and reports are recorded as
-access events, like their CLI twins; triage changes are recorded in the triage index.
+Every request but the console's own files and ``/metrics`` needs ``Authorization: Bearer
+<token>``: no token, an unknown, expired or revoked one is 401, a role without the right is 403;
+each refusal is logged and counted (``guetteur_console_denied_total``), so a burst of them pages.
+Searches and reports are recorded as access events under the token's user and role before any
+data is returned: if the record cannot be written, the request fails (fail-closed). Triage
+changes are recorded in the triage index.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from importlib import resources
@@ -17,7 +21,9 @@ from typing import Any
 
 from aiohttp import web
 from elasticsearch import Elasticsearch
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams import metrics
 from streams.audit import watch
 from streams.audit.keyring import KeyMismatchError, patient_pseudonyms
 from streams.audit.query import Filters
@@ -36,6 +42,8 @@ from streams.console.tokens import Role, User
 from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
 
+log = logging.getLogger(__name__)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC = resources.files("streams.console") / "static"
 USER = web.RequestKey("user", User)
@@ -49,6 +57,7 @@ def create_api(
     api = Console(settings, client, pseudonymizer)
     app = web.Application(middlewares=[api.authenticate])
     app.router.add_get("/", api.index)
+    app.router.add_get("/metrics", api.metrics)
     app.router.add_get("/console.js", api.script)
     app.router.add_get("/api/whoami", api.whoami)
     app.router.add_get("/api/search", api.search)
@@ -72,25 +81,32 @@ class Console:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        user = None
+        found: User | tokens.Refusal = tokens.Refusal("missing")
         if token:
-            user = await asyncio.to_thread(tokens.lookup, self.client, self.settings, token)
-        if user is None:
+            found = await asyncio.to_thread(tokens.lookup, self.client, self.settings, token)
+        if isinstance(found, tokens.Refusal):
+            _denied(request, 401, found.reason, found.name)
             raise _error(
                 web.HTTPUnauthorized,
-                "a valid API token is required (Authorization: Bearer <token>); "
-                "an admin creates one with `guetteur token create NAME --role ROLE`",
+                "a valid API token is required (Authorization: Bearer <token>); tokens expire "
+                "and can be revoked: an admin creates one with `guetteur token create NAME "
+                "--role ROLE`",
             )
-        request[USER] = user
+        request[USER] = found
         return await handler(request)
 
     @staticmethod
     def require(request: web.Request, *roles: Role) -> User:
         user = request[USER]
         if not user.may(*roles):
+            _denied(request, 403, f"role {user.role.value}", user.name)
             needed = " or ".join(r.value for r in (*roles, Role.ADMIN))
             raise _error(web.HTTPForbidden, f"role {user.role.value} may not do this ({needed})")
         return user
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus: counts only (denials, requests), nothing about the data."""
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     # -- console -------------------------------------------------------------------------------
 
@@ -187,8 +203,15 @@ class Console:
     async def _record(
         self, user: User, kind: str, filters: Filters, results: int, raw: str | None
     ) -> None:
-        event = watch.audit_event(user.name, kind, filters, results, raw)
-        await asyncio.to_thread(watch.record, self.settings, event)
+        """Before any data goes out: recorded under the token's user and role, or an error."""
+        looker = watch.Looker(user.name, user.role.value, "token")
+        index = self.settings.history_index
+        event = watch.audit_event(looker, kind, filters, results, index, raw)
+        try:
+            await asyncio.to_thread(watch.record, self.settings, event)
+        except watch.AuditNotRecordedError as exc:
+            kind_of_error = web.HTTPBadRequest if exc.invalid else web.HTTPServiceUnavailable
+            raise _error(kind_of_error, str(exc)) from None
 
     # -- alerts and triage -----------------------------------------------------------------------
 
@@ -229,6 +252,20 @@ class Console:
         except ValueError as exc:  # an unknown status, or a TriageError
             raise _error(web.HTTPBadRequest, str(exc)) from None
         return web.json_response(record)
+
+
+def _denied(request: web.Request, status: int, reason: str, name: str | None) -> None:
+    metrics.CONSOLE_DENIED.labels(str(status)).inc()
+    log.warning(
+        "console request denied",
+        extra={
+            "http.response.status_code": status,
+            "url.path": request.path,
+            "user.name": name,
+            "client.ip": request.remote,
+            "reason": reason,
+        },
+    )
 
 
 def _error(kind: type[web.HTTPException], message: str) -> web.HTTPException:

@@ -4,6 +4,7 @@ left in Elasticsearch by a search, and every search recorded in the history itse
 from __future__ import annotations
 
 import csv
+import getpass
 import json
 import time
 from pathlib import Path
@@ -27,7 +28,8 @@ from tests.helpers import stored_history
 
 pytestmark = pytest.mark.integration
 
-AUDITOR = "dpo-claire"
+AUDITOR = "dpo-claire"  # stated with --as; the identity recorded is the OS user
+LOOKER = getpass.getuser()
 
 
 def _ids(events: list[dict[str, Any]], **match: Any) -> list[str]:
@@ -124,7 +126,8 @@ def test_searches_and_reports_return_exactly_the_expected_accesses(
         audits = [r for r in rows if r["source"] == "guetteur"]
         accesses = [r for r in rows if r["source"] != "guetteur"]
         assert sorted(r["event_id"] for r in accesses) == _ids(events, patient_id=patient)
-        assert {r["actor"] for r in audits} <= {AUDITOR}
+        assert {r["actor"] for r in audits} <= {LOOKER}
+        assert {r["role"] for r in audits} <= {"auditor"}  # GUETTEUR_AUDITOR_ROLE's default
         assert all(r["sentence"] and r["actor"] in r["sentence"] for r in rows)
         page = tmp_path / "patient.html"
         CliRunner().invoke(
@@ -132,7 +135,7 @@ def test_searches_and_reports_return_exactly_the_expected_accesses(
             ["report", "patient", patient, "--format", "html", "--out", str(page), "--as", AUDITOR],
         )
         text = page.read_text()
-        audit_lines = text.count(f"{AUDITOR} (admin) searched")
+        audit_lines = text.count(f"{LOOKER} (auditor) searched")
         assert text.count("<li") == len(accesses) + audit_lines
 
         actor_rows = _report(["report", "actor", "sup-ma-042"])
@@ -146,16 +149,29 @@ def test_searches_and_reports_return_exactly_the_expected_accesses(
         flagged = _wait_for_flags(["report", "actor", "sup-ext-007", "--format", "json"])
         assert flagged and all(r["alerts"] == "support.unapproved_location" for r in flagged)
 
-        searches = 8 + 5  # the 8 searches and 5 reports above: one access event each
+        # A pseudonym look-up is recorded too (its holder could search Kibana unrecorded).
+        looked_up = CliRunner().invoke(cli, ["pseudonym", patient, "--json", "--as", AUDITOR])
+        assert looked_up.exit_code == 0, looked_up.output
+        # A search whose record the worker would refuse returns an error, not data.
+        refused = CliRunner().invoke(cli, ["search", "--json", "--practice", "p" * 200])
+        assert refused.exit_code == 1 and not refused.output.lstrip().startswith("{")
+
+        searches = 8 + 5 + 1  # the searches, reports and look-up above: one access event each
         recorded = _wait_for_audit_events(isolated, searches, worker, log)
         assert len(recorded) == searches
-        assert {doc["user"]["id"] for doc in recorded} == {AUDITOR}
+        assert {doc["user"]["id"] for doc in recorded} == {LOOKER}
+        looks = [doc["health"]["attributes"]["guetteur_audit"] for doc in recorded]
+        assert {look["stated_as"] for look in looks} == {AUDITOR}
+        assert {look["proven_by"] for look in looks} == {"os_user"}
+        assert {look["role"] for look in looks} == {"auditor"}
+        assert {look["index"] for look in looks} == {isolated.history_index, None}
+        assert sum(look["kind"] == "pseudonym look-up" for look in looks) == 1
         pseudonym = Pseudonymizer(Key("test", TEST_KEY.encode())).pseudonym(patient)
         patient_searches = [
             d for d in recorded if d.get("health", {}).get("patient", {}).get("pseudonym")
         ]
         assert {d["health"]["patient"]["pseudonym"] for d in patient_searches} == {pseudonym}
-        assert len(patient_searches) == 3
+        assert len(patient_searches) == 4  # 3 searches and reports, 1 look-up
 
     _assert_wrong_keys_refused(patient, _ids(events, patient_id=patient), tmp_path, monkeypatch)
     _assert_raw_id_nowhere(isolated, patient)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 
 from detectors.alerts import Alert, Severity
 from streams.backoff import Backoff
@@ -21,7 +23,7 @@ from streams.history.templates import prepare
 from streams.keys import Key
 from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.topics import ensure_topics, read_topic
 from tests.conftest import TEST_KEY
 
 pytestmark = pytest.mark.integration
@@ -202,3 +204,85 @@ def test_a_patient_search_under_a_key_the_history_was_not_made_with_is_refused(
     for status, body in asyncio.run(scenario()):
         assert status == 409, body
         assert "k7 (fingerprint f7)" in body["error"] and "rows" not in body
+
+
+def test_every_look_is_recorded_under_the_token_and_refusals_are_logged_and_counted(
+    prepared: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12: the token's user and role are recorded before data goes out; a look that
+    cannot be recorded returns an error, not data; expired and revoked tokens are refused; every
+    refusal is a log line and a count."""
+    es = sync_client(prepared)
+    auditor = tokens.create(es, prepared, "claire", tokens.Role.AUDITOR)
+    analyst = tokens.create(es, prepared, "alex", tokens.Role.ANALYST)
+    past = datetime.now(UTC) - timedelta(days=40)
+    expired = tokens.create(es, prepared, "old", tokens.Role.AUDITOR, days=30, now=past)
+    revoked = tokens.create(es, prepared, "gone", tokens.Role.AUDITOR)
+    tokens.revoke(es, prepared, tokens.digest(revoked)[:12])
+    statuses = {row["name"]: row["status"] for row in tokens.listing(es, prepared)}
+    assert statuses == {"claire": "valid", "alex": "valid", "old": "expired", "gone": "revoked"}
+    denied_before = _denied()
+
+    async def scenario() -> dict[str, tuple[int, dict[str, Any]]]:
+        client = await _client(prepared)
+        calls = {
+            "search": (auditor, "/api/search?actor=sup-ma-042"),
+            "unrecordable": (auditor, "/api/search?practice=" + "p" * 200),
+            "expired": (expired, "/api/search?actor=x"),
+            "revoked": (revoked, "/api/search?actor=x"),
+            "forbidden": (analyst, "/api/search?actor=x"),
+        }
+        answers = {}
+        try:
+            for name, (token, path) in calls.items():
+                answer = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+                answers[name] = (answer.status, await answer.json())
+        finally:
+            await client.close()
+        return answers
+
+    with caplog.at_level(logging.WARNING, logger="streams.console.api"):
+        answers = asyncio.run(scenario())
+    assert answers["search"][0] == 200
+    status, body = answers["unrecordable"]
+    assert status == 400 and "rows" not in body and "practice_id" in body["error"]
+    assert [answers[n][0] for n in ("expired", "revoked", "forbidden")] == [401, 401, 403]
+    refusals = [r for r in caplog.records if r.getMessage() == "console request denied"]
+    assert sorted((r.__dict__["reason"], r.__dict__["user.name"]) for r in refusals) == [
+        ("expired", "old"),
+        ("revoked", "gone"),
+        ("role analyst", "alex"),
+    ]
+    assert _denied() - denied_before == 3
+
+    recorded = _recorded_looks(prepared, expected=1)
+    assert recorded[0]["user"]["id"] == "claire"
+    look = recorded[0]["health"]["attributes"]["guetteur_audit"]
+    assert look["role"] == "auditor" and look["proven_by"] == "token"
+    assert look["index"] == prepared.history_index
+
+
+def _denied() -> float:
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        if family.name == "guetteur_console_denied"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
+def _recorded_looks(settings: Settings, expected: int) -> list[dict[str, Any]]:
+    """The console's audit records, read back from the events topic (no worker runs here)."""
+    looks = []
+    for record in read_topic(settings, settings.topic_events, "console-test"):
+        event = json.loads(record.value or b"{}")
+        if event.get("source") == "guetteur":
+            looks.append(
+                {
+                    "user": {"id": event["actor"]["id"]},
+                    "health": {"attributes": event["attributes"]},
+                }
+            )
+    assert len(looks) == expected, looks
+    return looks

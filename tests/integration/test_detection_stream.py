@@ -12,15 +12,15 @@ import pytest
 from elasticsearch import Elasticsearch, NotFoundError
 from kafka import KafkaConsumer, TopicPartition
 
-from detectors.models import AccessEvent
 from detectors.policy import load_policy
 from detectors.registry import RULE_IDS, all_detectors
 from detectors.runner import detect
 from streams.demo.simulate import DEMO_POLICY, simulate
 from streams.elastic import sync_client
 from streams.keys import Key
+from streams.minimise import protected
 from streams.producer import publish
-from streams.pseudonym import Pseudonymizer, pseudonymise
+from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
@@ -33,10 +33,8 @@ ENV = {"GUETTEUR_POLICY_FILE": str(DEMO_POLICY), "GUETTEUR_KAFKA_SESSION_TIMEOUT
 
 def offline(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     pseudonymizer = Pseudonymizer(Key("test", TEST_KEY.encode()))
-    parsed = [
-        pseudonymise(AccessEvent.model_validate_json(json.dumps(e)), pseudonymizer) for e in events
-    ]
-    alerts = detect(parsed, all_detectors(load_policy(DEMO_POLICY)))
+    policy = load_policy(DEMO_POLICY)
+    alerts = detect(protected(events, policy, pseudonymizer), all_detectors(policy))
     return {a.alert_id: a.model_dump(mode="json") for a in alerts}
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from datetime import UTC, datetime
+
+import pytest
 
 from detectors.models import AccessEvent
 from streams.audit.query import Filters, history_query
 from streams.audit.report import Consent, sentence
-from streams.audit.watch import audit_event
+from streams.audit.watch import AuditNotRecordedError, Looker, audit_event, cli_looker, record
 from streams.decode import decode
+from streams.settings import Settings
 
 
 def test_filters_become_exact_term_filters_on_the_history_fields() -> None:
@@ -59,10 +63,44 @@ def test_a_support_access_reads_as_a_sentence_with_its_consent_and_alert() -> No
     )
 
 
-def test_a_search_is_recorded_with_pseudonymous_filters_only() -> None:
-    event = audit_event("dpo", "search", Filters(patients=("k1:abc",)), 3, patient_raw="P-1")
-    assert event["source"] == "guetteur" and event["actor"] == {"id": "dpo", "role": "admin"}
-    assert event["attributes"]["guetteur_audit"]["filters"] == {"patients": ["k1:abc"]}
+def test_a_search_is_recorded_with_the_proven_identity_and_pseudonymous_filters_only() -> None:
+    looker = Looker("claire", "auditor", "os_user", stated_as="on behalf of the DPO")
+    filters = Filters(patients=("k1:abc",))
+    event = audit_event(looker, "search", filters, 3, "h-access-history", patient_raw="P-1")
+    assert event["source"] == "guetteur" and event["actor"] == {"id": "claire", "role": "admin"}
+    assert event["attributes"]["guetteur_audit"] == {
+        "kind": "search",
+        "index": "h-access-history",
+        "filters": {"patients": ["k1:abc"]},
+        "role": "auditor",
+        "proven_by": "os_user",
+        "stated_as": "on behalf of the DPO",
+    }
     assert event["patient_id"] == "P-1"  # pseudonymised at ingestion, like any event
     assert event["record_count"] == 3
     assert isinstance(decode(json.dumps(event).encode()), AccessEvent)  # a valid contract event
+
+
+def test_the_command_line_identity_is_the_os_user_and_as_is_only_a_stated_purpose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(getpass, "getuser", lambda: "os-claire")
+    looker = cli_looker(Settings(auditor_role="analyst"), stated_as="dpo-jean")
+    assert looker == Looker("os-claire", "analyst", "os_user", "dpo-jean")
+
+
+def test_a_look_whose_record_the_worker_would_refuse_is_refused_before_any_data() -> None:
+    """A 200-character practice id: its audit record breaks the contract, so no record, no data."""
+    looker = Looker("claire", "auditor", "os_user")
+    event = audit_event(looker, "search", Filters(practice="p" * 200), 0, "h")
+    with pytest.raises(AuditNotRecordedError) as refused:
+        record(Settings(kafka_bootstrap="127.0.0.1:1"), event)  # never reaches Kafka
+    assert refused.value.invalid and "practice_id" in str(refused.value)
+
+
+def test_a_look_that_kafka_cannot_acknowledge_is_refused() -> None:
+    looker = Looker("claire", "auditor", "os_user")
+    event = audit_event(looker, "search", Filters(), 0, "h")
+    with pytest.raises(AuditNotRecordedError) as refused:
+        record(Settings(kafka_bootstrap="127.0.0.1:1", audit_record_seconds=1), event)
+    assert not refused.value.invalid and "Kafka" in str(refused.value)

@@ -60,10 +60,14 @@ def test_bad_key_file_line_names_file_and_line(tmp_path: Path) -> None:
         parse_key_file(f"k1={SECRET}\nnot a key line\n", "keys")
 
 
-def test_cli_prints_pseudonyms_from_stdin() -> None:
+def test_a_pseudonym_look_up_that_cannot_be_recorded_prints_nothing() -> None:
+    """Fail-closed: the look-up is an access; with Kafka unreachable it is refused. (Recorded
+    look-ups: tests/integration/test_audit_search.py.)"""
     env = {
         "GUETTEUR_PSEUDONYM_KEY": SECRET,
         "GUETTEUR_PSEUDONYM_KEY_ID": "k9",
+        "GUETTEUR_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+        "GUETTEUR_AUDIT_RECORD_SECONDS": "1",
         "PATH": "/usr/bin:/bin",
     }
     result = subprocess.run(
@@ -74,9 +78,10 @@ def test_cli_prints_pseudonyms_from_stdin() -> None:
         env=env,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
-    assert Pseudonymizer(Key("k9", SECRET.encode())).pseudonym("P-10045") in result.stdout
-    assert "P-10045" not in result.stdout
+    assert result.returncode == 1, result.stderr
+    assert "cannot be recorded" in result.stderr and "Kafka" in result.stderr
+    assert Pseudonymizer(Key("k9", SECRET.encode())).pseudonym("P-10045") not in result.stdout
+    assert "P-10045" not in result.stdout + result.stderr
 
 
 def test_remembered_pseudonyms_are_the_same_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
