@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from elasticsearch import Elasticsearch
+from kafka import KafkaAdminClient
 
 from streams.cli.main import cli
 from streams.dead_letters import read_all
@@ -189,6 +190,9 @@ def test_verify_catches_what_write_access_to_elasticsearch_allows(
 ) -> None:
     """Issue 12: a forged append, a claimed offset, deleted checkpoints, an insertion and a
     re-ordering are each reported; without the key, verify says what it could not check."""
+    anchor_file = tmp_path / "anchors" / "checkpoints.jsonl"
+    anchor_file.parent.mkdir()
+    monkeypatch.setenv("GUETTEUR_CHECKPOINT_FILE", str(anchor_file))  # the worker's and ours
     events = [_event(f"fa-{n}", f"2026-11-16T10:{n:02d}:00+01:00") for n in range(12)]
     _run_worker(isolated, [json.dumps(e).encode() for e in events], 12, tmp_path / "w1.log")
     client = sync_client(isolated)
@@ -222,9 +226,19 @@ def test_verify_catches_what_write_access_to_elasticsearch_allows(
     client.indices.delete(index=isolated.checkpoint_index)
     code, lines = _verify()
     gone = [f for f in lines if f.get("finding") == "checkpoint"]
-    assert (
-        code == 1 and gone and all("missing from the checkpoint index" in f["detail"] for f in gone)
-    )
+    assert code == 1 and gone
+    assert all("missing from the checkpoint index" in f["detail"] for f in gone)
+
+    # ...and with the Kafka anchor deleted too, the file still has them.
+    admin = KafkaAdminClient(bootstrap_servers=isolated.kafka_servers())
+    try:
+        admin.delete_topics([isolated.checkpoint_topic])
+    finally:
+        admin.close()
+    time.sleep(2)
+    code, lines = _verify()
+    gone = [f for f in lines if f.get("finding") == "checkpoint"]
+    assert code == 1 and gone and all(str(anchor_file) in f["detail"] for f in gone)
 
     # Without the key: the structure is still checked, and the summary says what was not.
     monkeypatch.delenv("GUETTEUR_CHECKPOINT_KEY")

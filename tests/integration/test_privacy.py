@@ -4,22 +4,30 @@ dead-letter topics (issue 12): not an index, not an internal topic, not a log li
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 from kafka import KafkaAdminClient
 
 from streams.cli.main import cli
+from streams.console import tokens
+from streams.console.api import create_api
 from streams.elastic import sync_client
+from streams.keys import Key
 from streams.producer import publish
+from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
 from streams.topics import ensure_topics, read_topic
 from streams.worker_process import WorkerProcess
+from tests.conftest import TEST_KEY
 from tests.helpers import stored_history
 
 pytestmark = pytest.mark.integration
@@ -82,17 +90,39 @@ def _inputs() -> list[bytes]:
 
 
 def _auditors_look(settings: Settings) -> int:
-    """Auditors' inputs: a raw patient id, raw text in every filter. Returns searches made."""
+    """Auditors' inputs, command line and console: a raw patient id, raw text in every filter
+    and in the stated purpose. Returns the looks made (each one is recorded)."""
     looks = [
         ["search", "--patient", RAW, "--as", f"dpo {EMAIL}"],
         ["search", "--actor", f"sup {NIR}", "--ticket", f"T {PHONE}", "--practice", OTHER],
         ["report", "patient", RAW, "--format", "json"],
         ["report", "actor", f"sup {IBAN}", "--format", "json"],
+        ["pseudonym", RAW, "--as", f"for {NIR}"],
     ]
     for args in looks:
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, result.output
-    return len(looks)
+    paths = [
+        f"/api/search?patient={quote(RAW)}&session={quote('rs ' + EMAIL)}",
+        f"/api/reports/patient?patient={quote(RAW)}&format=csv",
+        f"/api/reports/practice?practice={quote('prac ' + IBAN)}",
+    ]
+    asyncio.run(_console_looks(settings, paths))
+    return len(looks) + len(paths)
+
+
+async def _console_looks(settings: Settings, paths: list[str]) -> None:
+    es = sync_client(settings)
+    token = tokens.create(es, settings, "claire", tokens.Role.AUDITOR)
+    pseudonymizer = Pseudonymizer(Key("test", TEST_KEY.encode()))
+    client = TestClient(TestServer(create_api(settings, es, pseudonymizer)))
+    await client.start_server()
+    try:
+        for path in paths:
+            answer = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+            assert answer.status == 200, await answer.text()
+    finally:
+        await client.close()
 
 
 def test_planted_identifiers_are_found_nowhere_but_the_input_and_dead_letters(
