@@ -49,6 +49,7 @@ IDENTIFIER_PATTERNS = {
 
 
 MAX_SCRUBBED = 256
+REMEMBERED_SCANS = 65_536
 TEXT_FIELDS = ("event_id", "source", "practice_id", "session_id", "ticket_id", "authorization_ref")
 
 
@@ -70,11 +71,34 @@ class Minimiser:
         patterns = [(f"patient_id{n}", p) for n, p in enumerate(policy.patient_id_patterns)]
         patterns += list(IDENTIFIER_PATTERNS.items())
         self._scanner = re.compile("|".join(f"(?P<{name}>{p})" for name, p in patterns))
+        self._scans: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     def protect(self, event: AccessEvent) -> tuple[AccessEvent, list[Redaction]]:
         """A valid event as everything downstream may see it: patient id pseudonymised, free
         text minimised; and what was taken out."""
         return self.minimise(event.patient_id, pseudonymise(event, self.pseudonymizer))
+
+    def scanned(self, value: str, remember: bool = True) -> tuple[str, tuple[str, ...]]:
+        """``value`` with the pattern-found identifiers replaced, and their kinds. Ids (a
+        practice, an actor, a source) come back all day: the answers are remembered, a bounded
+        number of them (scanning every field of every event cost a third of offline detect)."""
+        known = self._scans.get(value)
+        if known is None:
+            found: list[str] = []
+            clean = self._scanner.sub(lambda match: self._replace(match, found), value)
+            known = (clean, tuple(found))
+            if remember:
+                if len(self._scans) >= REMEMBERED_SCANS:
+                    self._scans.clear()
+                self._scans[value] = known
+        return known
+
+    def _replace(self, match: re.Match[str], found: list[str]) -> str:
+        kind = match.lastgroup or "identifier"
+        if kind.startswith("patient_id"):
+            kind = "patient_id"
+        found.append(kind)
+        return _token(self.pseudonymizer, kind, match.group())
 
     def scrub_text(self, text: str) -> str:
         """Free text of ours that quotes a producer (a refusal's reason): identifiers out."""
@@ -88,19 +112,13 @@ class Minimiser:
         found: list[Redaction] = []
         scrub = _Scrub(self, raw_patient_id, found)
         changes: dict[str, Any] = {}
-        for name in (
-            "event_id",
-            "source",
-            "practice_id",
-            "session_id",
-            "ticket_id",
-            "authorization_ref",
-        ):
+        for name in TEXT_FIELDS:
             value = getattr(event, name)
-            if isinstance(value, str):
-                clean = scrub.text(name, value)
-                if clean != value:
-                    changes[name] = clean
+            if value is None or self._known_clean(value, raw_patient_id):
+                continue
+            clean = scrub.text(name, value)
+            if clean != value:
+                changes[name] = clean
         if event.destination is not None and not self._declared(event):
             clean = scrub.text("destination", event.destination)
             if clean != event.destination:
@@ -118,6 +136,13 @@ class Minimiser:
                 changes["attributes"] = attributes
         return (replaced(event, **changes) if changes else event), found
 
+    def _known_clean(self, value: str, raw_patient_id: str | None) -> bool:
+        """The common case, from memory: a value seen before, with nothing to take out."""
+        known = self._scans.get(value)
+        if known is None or known[1]:
+            return False
+        return not raw_patient_id or raw_patient_id not in value
+
     def _declared(self, event: AccessEvent) -> bool:
         purpose = event.purpose.value if event.purpose else None
         return event.destination is not None and self.exports.destination_allowed(
@@ -125,6 +150,12 @@ class Minimiser:
         )
 
     def _actor(self, actor: Actor, scrub: _Scrub) -> Actor:
+        raw = scrub.raw_patient_id
+        organization_clean = actor.organization is None or self._known_clean(
+            actor.organization, raw
+        )
+        if self._known_clean(actor.id, raw) and organization_clean:
+            return actor
         actor_id = scrub.text("actor.id", actor.id)
         organization = (
             scrub.text("actor.organization", actor.organization)
@@ -161,12 +192,15 @@ class _Scrub:
     def text(self, field: str, value: str) -> str:
         original = value
         if self.raw_patient_id and self.raw_patient_id in value:
-            token = self._token("patient_id", self.raw_patient_id)
+            token = _token(self.minimiser.pseudonymizer, "patient_id", self.raw_patient_id)
             value = value.replace(self.raw_patient_id, token)
             self.found.append(Redaction(field, "patient_id"))
-        value = self.minimiser._scanner.sub(lambda match: self._replace(field, match), value)
+        # Event ids are unique: remembering them would only push the others out.
+        value, kinds_found = self.minimiser.scanned(value, remember=field != "event_id")
+        self.found += [Redaction(field, kind) for kind in kinds_found]
         if len(value) > MAX_SCRUBBED and value != original:
-            return self._token(field, original)  # many identifiers: one token for the whole
+            # many identifiers: one token for the whole value
+            return _token(self.minimiser.pseudonymizer, field, original)
         return value
 
     def value(self, field: str, value: Any) -> Any:
@@ -179,18 +213,12 @@ class _Scrub:
             return [self.value(field, item) for item in value]
         return value
 
-    def _replace(self, field: str, match: re.Match[str]) -> str:
-        kind = match.lastgroup or "identifier"
-        if kind.startswith("patient_id"):
-            kind = "patient_id"
-        self.found.append(Redaction(field, kind))
-        return self._token(kind, match.group())
 
-    def _token(self, kind: str, raw: str) -> str:
-        """Short (64 bits of the keyed hash): equal values still compare equal, and a field
-        full of identifiers stays within Elasticsearch's limits (an ``_id`` is 512 bytes)."""
-        key_id, _, mac = self.minimiser.pseudonymizer.pseudonym(raw).partition(":")
-        return f"[{kind}:{key_id}:{mac[:16]}]"
+def _token(pseudonymizer: Pseudonymizer, kind: str, raw: str) -> str:
+    """Short (64 bits of the keyed hash): equal values still compare equal, and a field full
+    of identifiers stays within Elasticsearch's limits (an ``_id`` is 512 bytes)."""
+    key_id, _, mac = pseudonymizer.pseudonym(raw).partition(":")
+    return f"[{kind}:{key_id}:{mac[:16]}]"
 
 
 def protected(
