@@ -13,7 +13,7 @@ back-off, and only paging waits; ingestion and detection go on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,9 @@ def kibana_link(settings: Settings, alert_id: str) -> str:
     )
 
 
-def alertmanager_alert(alert: Alert, settings: Settings, now: datetime) -> dict[str, Any]:
+def alertmanager_alert(
+    alert: Alert, settings: Settings, now: datetime, resolved: bool = False
+) -> dict[str, Any]:
     """One incident as Alertmanager sees it.
 
     Alertmanager tells alerts apart by their labels, so the labels hold only what never changes
@@ -60,7 +62,8 @@ def alertmanager_alert(alert: Alert, settings: Settings, now: datetime) -> dict[
         "guetteur_app": settings.app_id,  # which deployment paged
     }
     link = kibana_link(settings, alert.alert_id)
-    ends = now + timedelta(seconds=settings.page_resolve_seconds)
+    # Resolved now (an analyst closed it, or called it a false positive), else in a while.
+    ends = now if resolved else now + timedelta(seconds=settings.page_resolve_seconds)
     annotations = {
         "summary": alert.summary,
         "events": str(alert.event_count),
@@ -94,10 +97,14 @@ class Pager:
         session: aiohttp.ClientSession,
         backoff: Backoff,
         held_file: Path | None = None,
+        triaged: Callable[[list[str]], Awaitable[set[str]]] | None = None,
     ):
         """``held_file``: where refused incidents are kept, so a restart of the worker before
-        the receiver is fixed does not forget them (their alerts-topic offsets are committed)."""
+        the receiver is fixed does not forget them (their alerts-topic offsets are committed).
+        ``triaged``: of these incident ids, those an analyst closed or called a false positive;
+        new evidence for them keeps their page resolved instead of ringing again."""
         self.settings = settings
+        self.triaged = triaged
         self.session = session
         self.backoff = backoff
         self.held_file = held_file
@@ -121,9 +128,11 @@ class Pager:
         wanted = self.wanted(alerts)
         if not wanted:
             return 0
-        delivered = await self._page_alertmanager(wanted)
-        if self.settings.page_webhook_url:
-            await self._page_webhook(wanted)
+        closed = await self.triaged([a.alert_id for a in wanted]) if self.triaged else set()
+        delivered = await self._page_alertmanager(wanted, closed)
+        ringing = [alert for alert in wanted if alert.alert_id not in closed]
+        if self.settings.page_webhook_url and ringing:
+            await self._page_webhook(ringing)
         return delivered
 
     async def page_safely(self, alerts: Sequence[Alert]) -> int:
@@ -143,10 +152,13 @@ class Pager:
         self._save_held()  # what was refused again is held again
         return delivered
 
-    async def _page_alertmanager(self, wanted: list[Alert]) -> int:
+    async def _page_alertmanager(self, wanted: list[Alert], closed: set[str]) -> int:
         now = datetime.now(UTC)
         url = f"{self.settings.alertmanager().rstrip('/')}/api/v2/alerts"
-        body = [alertmanager_alert(alert, self.settings, now) for alert in wanted]
+        body = [
+            alertmanager_alert(alert, self.settings, now, resolved=alert.alert_id in closed)
+            for alert in wanted
+        ]
         try:
             await self._deliver("alertmanager", url, body)
             return len(wanted)

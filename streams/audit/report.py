@@ -15,6 +15,7 @@ from elasticsearch import Elasticsearch
 from streams.audit.query import Filters
 from streams.audit.safe_output import csv_row
 from streams.audit.search import search_all, search_history
+from streams.console import triage
 from streams.settings import Settings
 
 VERBS = {
@@ -151,27 +152,45 @@ def build_report(
 ) -> list[dict[str, Any]]:
     """The report's rows, oldest first: history rows with consent, alerts and a sentence."""
     rows = [history_row(doc) for doc in search_history(client, settings, filters)]
-    alerts = _alerts_by_event(client, settings, [r["event_id"] for r in rows])
+    alerts = flags(client, settings, [r["event_id"] for r in rows])
     consents = _consents(client, settings, {r["session"] for r in rows if r["session"]})
     for row in rows:
-        row["alerts"] = ", ".join(sorted(alerts.get(row["event_id"], []))) or None
+        row["alerts"] = alerts.get(row["event_id"])
         consent = consents.get(row["session"]) if row["session"] else None
         row["consent"] = consent.describe() if consent and row["role"] == "support_agent" else None
         row["sentence"] = sentence(row)
     return rows
 
 
-def _alerts_by_event(
-    client: Elasticsearch, settings: Settings, event_ids: Sequence[str]
-) -> dict[str, set[str]]:
-    flagged: dict[str, set[str]] = {}
+def flags(client: Elasticsearch, settings: Settings, event_ids: Sequence[str]) -> dict[str, str]:
+    """Per event id, the rules it raised an incident for, each with its triage outcome when
+    an analyst decided ("support.no_consent (false positive by alex: covers Mondays)"): a
+    report must not show a false positive as a standing accusation."""
+    flagged: dict[str, dict[str, str]] = {}  # event id -> alert id -> rule id
     for start in range(0, len(event_ids), 1000):
         chunk = list(event_ids[start : start + 1000])
         query = {"terms": {"event_ids": chunk}}
         for alert in search_all(client, settings.alerts_index, query):
             for event_id in set(alert["event_ids"]) & set(chunk):
-                flagged.setdefault(event_id, set()).add(alert["rule_id"])
-    return flagged
+                flagged.setdefault(event_id, {})[alert["alert_id"]] = alert["rule_id"]
+    alert_ids = sorted({alert_id for rules in flagged.values() for alert_id in rules})
+    decided: dict[str, Any] = {}
+    for start in range(0, len(alert_ids), 1000):
+        decided |= triage.statuses(client, settings, alert_ids[start : start + 1000])
+    return {
+        event_id: ", ".join(
+            sorted(_flag(rule, decided.get(alert_id)) for alert_id, rule in rules.items())
+        )
+        for event_id, rules in flagged.items()
+    }
+
+
+def _flag(rule_id: str, decision: dict[str, Any] | None) -> str:
+    if not decision or decision["status"] == "open":
+        return rule_id
+    status = decision["status"].replace("_", " ")
+    reason = f": {decision['comment']}" if decision.get("comment") else ""
+    return f"{rule_id} ({status} by {decision['by']}{reason})"
 
 
 def _consents(client: Elasticsearch, settings: Settings, sessions: set[str]) -> dict[str, Consent]:

@@ -20,6 +20,7 @@ from streams.audit.report import (
     COLUMNS,
     REPORTS,
     build_report,
+    flags,
     history_row,
     render_html,
     scoped,
@@ -140,7 +141,11 @@ def search(
     looker = watch.cli_looker(settings, auditor)
     index = settings.history_index
     watch.record(settings, watch.audit_event(looker, "search", filters, len(rows), index, raw))
-    _output(rows, COLUMNS[:15], "json" if as_json else fmt, sys.stdout, f"{len(rows)} accesses")
+    flagged = flags(client, settings, [row["event_id"] for row in rows])
+    for row in rows:
+        row["alerts"] = flagged.get(row["event_id"])
+    columns = COLUMNS[: COLUMNS.index("alerts") + 1]
+    _output(rows, columns, "json" if as_json else fmt, sys.stdout, f"{len(rows)} accesses")
 
 
 @click.group()

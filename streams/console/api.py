@@ -31,6 +31,7 @@ from streams.audit.report import (
     COLUMNS,
     REPORTS,
     build_report,
+    flags,
     history_row,
     render_html,
     scoped,
@@ -173,7 +174,9 @@ class Console:
 
         def run() -> list[dict[str, Any]]:
             docs = search_history(self.client, self.settings, filters, MAX_ROWS)
-            return [history_row(doc) for doc in docs]
+            rows = [history_row(doc) for doc in docs]
+            flagged = flags(self.client, self.settings, [row["event_id"] for row in rows])
+            return [{**row, "alerts": flagged.get(row["event_id"])} for row in rows]
 
         rows = await asyncio.to_thread(run)
         await self._record(user, "search", filters, len(rows), raw)
@@ -218,6 +221,9 @@ class Console:
     async def alerts(self, request: web.Request) -> web.Response:
         self.require(request, Role.ANALYST)
         wanted = request.query.get("status", "open")
+        known = [status.value for status in triage.Status]
+        if wanted not in (*known, "all"):
+            raise _error(web.HTTPBadRequest, f"status: one of {', '.join(known)} or all")
 
         def run() -> list[dict[str, Any]]:
             found = list(
@@ -237,7 +243,9 @@ class Console:
         try:
             body = await request.json()
         except ValueError:
-            raise _error(web.HTTPBadRequest, "the body must be JSON: {status, comment}") from None
+            body = None
+        if not isinstance(body, dict):
+            raise _error(web.HTTPBadRequest, "the body must be a JSON object: {status, comment}")
         try:
             status = triage.Status(body.get("status", ""))
             record = await asyncio.to_thread(

@@ -27,6 +27,7 @@ from detectors.base import Detector
 from detectors.runner import SEPARATOR, AlertBook, Runner, log_error
 from streams import metrics
 from streams.backoff import Backoff
+from streams.console import triage
 from streams.continuity import Continuity
 from streams.detection import routing
 from streams.detection.sink import AlertSink
@@ -176,18 +177,25 @@ def install(
     @app.agent(alerts_topic, name="page")
     async def page(stream: Any) -> AsyncIterator[int]:
         """Incidents to on-call; its own agent, so an Alertmanager outage delays only paging."""
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            pager = Pager(settings, session, Backoff(), settings.worker_dir() / "held-pages.jsonl")
-            # SIGHUP: the receiver was fixed; send the incidents it refused again.
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGHUP, lambda: asyncio.ensure_future(pager.retry_held())
-            )
-            async for batch in stream.take_events(
-                settings.batch_size, within=settings.batch_seconds
-            ):
-                messages = await page_guard.admit([event.message for event in batch])
-                alerts = [_decoded(Alert.model_validate_json, message) for message in messages]
-                yield await pager.page_safely([alert for alert in alerts if alert is not None])
+        client = async_client(settings)
+        timeout = aiohttp.ClientTimeout(total=10)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                held = settings.worker_dir() / "held-pages.jsonl"
+                triaged = partial(triage.ending_pages, client, settings)
+                pager = Pager(settings, session, Backoff(), held, triaged)
+                # SIGHUP: the receiver was fixed; send the incidents it refused again.
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGHUP, lambda: asyncio.ensure_future(pager.retry_held())
+                )
+                async for batch in stream.take_events(
+                    settings.batch_size, within=settings.batch_seconds
+                ):
+                    messages = await page_guard.admit([event.message for event in batch])
+                    alerts = [_decoded(Alert.model_validate_json, m) for m in messages]
+                    yield await pager.page_safely([a for a in alerts if a is not None])
+        finally:
+            await client.close()
 
     return DetectionTopics(detect_topic, parts_topic), guards
 

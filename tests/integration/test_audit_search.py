@@ -148,6 +148,9 @@ def test_searches_and_reports_return_exactly_the_expected_accesses(
         # Accesses that raised an alert are flagged with the rule (once detection has run).
         flagged = _wait_for_flags(["report", "actor", "sup-ext-007", "--format", "json"])
         assert flagged and all(r["alerts"] == "support.unapproved_location" for r in flagged)
+        # The search shows the same flags (its alerts column was always empty).
+        searched = _search("--actor", "sup-ext-007")
+        assert searched and all(r["alerts"] == "support.unapproved_location" for r in searched)
 
         # A pseudonym look-up is recorded too (its holder could search Kibana unrecorded).
         looked_up = CliRunner().invoke(cli, ["pseudonym", patient, "--json", "--as", AUDITOR])
@@ -156,7 +159,7 @@ def test_searches_and_reports_return_exactly_the_expected_accesses(
         refused = CliRunner().invoke(cli, ["search", "--json", "--practice", "p" * 200])
         assert refused.exit_code == 1 and not refused.output.lstrip().startswith("{")
 
-        searches = 8 + 5 + 1  # the searches, reports and look-up above: one access event each
+        searches = 9 + 5 + 1  # the searches, reports and look-up above: one access event each
         recorded = _wait_for_audit_events(isolated, searches, worker, log)
         assert len(recorded) == searches
         assert {doc["user"]["id"] for doc in recorded} == {LOOKER}

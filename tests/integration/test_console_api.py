@@ -6,25 +6,31 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import urllib.parse
+import urllib.request
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
 from detectors.alerts import Alert, Severity
+from streams.audit.report import flags
 from streams.backoff import Backoff
-from streams.console import tokens
+from streams.console import tokens, triage
 from streams.console.api import create_api
 from streams.detection.sink import AlertSink, alert_document
 from streams.elastic import async_client, sync_client
 from streams.history.templates import prepare
 from streams.keys import Key
+from streams.paging import Pager, alertmanager_alert
 from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
 from streams.topics import ensure_topics, read_topic
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, RunningStack
 
 pytestmark = pytest.mark.integration
 
@@ -286,3 +292,79 @@ def _recorded_looks(settings: Settings, expected: int) -> list[dict[str, Any]]:
             )
     assert len(looks) == expected, looks
     return looks
+
+
+def test_a_false_positive_resolves_its_page_at_once_and_new_evidence_does_not_ring_again(
+    prepared: Settings, stack: RunningStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: triage closes the loop, in Alertmanager and in the reports."""
+    monkeypatch.setenv("GUETTEUR_PAGE_SEVERITIES", "high,critical")
+    settings = Settings()
+    alertmanager = stack.settings.alertmanager_url
+    now = datetime.now(UTC)
+    _post(f"{alertmanager}/api/v2/alerts", [alertmanager_alert(ALERT, settings, now)])
+    assert [a["labels"]["alert_id"] for a in _paged(alertmanager, settings.app_id)] == [
+        ALERT.alert_id
+    ]
+    es = sync_client(settings)
+    analyst = tokens.create(es, settings, "ana", tokens.Role.ANALYST)
+    auth = {"Authorization": f"Bearer {analyst}"}
+
+    async def scenario() -> dict[str, Any]:
+        client = await _client(settings)
+        try:
+            bogus = await client.get("/api/alerts?status=bogus", headers=auth)
+            assert bogus.status == 400 and "one of" in (await bogus.json())["error"]
+            listed = await client.post(
+                f"/api/alerts/{ALERT.alert_id}/triage", headers=auth, json=[1]
+            )
+            assert listed.status == 400  # a body that is not a JSON object
+            answer = await client.post(
+                f"/api/alerts/{ALERT.alert_id}/triage",
+                headers=auth,
+                json={"status": "false_positive", "comment": "covers Mondays"},
+            )
+            assert answer.status == 200
+            record: dict[str, Any] = await answer.json()
+            return record
+        finally:
+            await client.close()
+
+    record = asyncio.run(scenario())
+    assert record["page"] == "resolved"
+    assert _paged(alertmanager, settings.app_id) == []
+
+    # The worker's pager, given new evidence for the incident, keeps its page resolved.
+    grown = ALERT.model_copy(update={"event_ids": ["e1", "e2"], "event_count": 2})
+
+    async def page_again() -> None:
+        client = async_client(settings)
+        try:
+            async with aiohttp.ClientSession() as session:
+                triaged = partial(triage.ending_pages, client, settings)
+                pager = Pager(settings, session, Backoff(), None, triaged)
+                assert await pager.page([grown]) == 1
+        finally:
+            await client.close()
+
+    asyncio.run(page_again())
+    assert _paged(alertmanager, settings.app_id) == []
+
+    # Reports show the decision next to the flagged access.
+    assert flags(es, settings, ["e1"]) == {
+        "e1": "support.no_consent (false positive by ana: covers Mondays)"
+    }
+
+
+def _post(url: str, body: Any) -> None:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+def _paged(alertmanager: str, app_id: str) -> list[dict[str, Any]]:
+    matcher = urllib.parse.quote(f'guetteur_app="{app_id}"')
+    with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts?filter={matcher}") as answer:
+        return list(json.load(answer))

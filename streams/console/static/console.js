@@ -101,7 +101,8 @@ async function loadAlerts() {
       actions.appendChild(comment);
       for (const [label, status, css] of [["Acknowledge", "acknowledged", "triage-ack"],
                                            ["True positive", "true_positive", "triage-tp"],
-                                           ["False positive", "false_positive", "triage-fp"]]) {
+                                           ["False positive", "false_positive", "triage-fp"],
+                                           ["Close", "closed", "triage-close"]]) {
         const button = document.createElement("button");
         button.textContent = label; button.className = css;
         button.addEventListener("click", () => triage(alert.alert_id, status, comment.value));
