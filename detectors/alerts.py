@@ -60,6 +60,9 @@ class Finding:
     event: AccessEvent
     group: str  # what findings are grouped by, e.g. "session:prac-1/rs-5531"
     headline: str  # one sentence an analyst understands without reading code
+    # Sliding-window rules name the incident a finding extends (``detectors.base.Incident``);
+    # the others are grouped in fixed buckets of ``alerts.group_minutes``.
+    incident: datetime | None = None
 
     @property
     def at(self) -> datetime:
@@ -86,7 +89,7 @@ def _summary(headline: str, count: int) -> str:
 def single_alert(finding: Finding, window: timedelta) -> Alert:
     """The alert of one finding, to be merged with the others of its group and bucket."""
     event = finding.event
-    start = bucket_start(finding.at, window)
+    start = finding.incident or bucket_start(finding.at, window)
     return Alert(
         alert_id=alert_id(finding.rule_id, finding.group, start),
         rule_id=finding.rule_id,

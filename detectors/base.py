@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar, Union, get_args, get_origin
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from detectors.alerts import Alert, Finding, Severity, single_alert
+from detectors.alerts import Alert, Finding, Severity, bucket_start, single_alert
 from detectors.models import AccessEvent, Action
 from detectors.policy import Policy
 
@@ -43,6 +43,49 @@ class Pending(BaseModel):
 
     due: AwareDatetime
     event: AccessEvent
+
+
+class Incident(BaseModel):
+    """An incident of a sliding-window rule that is still going on.
+
+    Once a window crosses its threshold, every later event in it crosses again; grouping those
+    findings in fixed buckets opened a new incident every ``group_minutes`` for one episode.
+    Instead, a finding that comes within one window of the incident's findings extends it (same
+    id), until a whole window passes without one; the next finding then opens a new incident.
+
+    The id is anchored on the alert bucket of the incident's first finding, as fixed-bucket
+    rules are: findings that arrive out of order within one bucket give the same incident
+    whatever their order. An episode whose first findings arrive out of order across a bucket
+    boundary, or further apart than a window, can end up as two incidents (none of the evidence
+    is lost); in-order streams and the offline runner, which sorts, always give one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)  # shared by state snapshots
+
+    anchor: AwareDatetime  # names the incident (its alert id): its first finding's bucket
+    first: AwareDatetime
+    last: AwareDatetime
+
+
+def extend_incident(
+    incidents: list[Incident], at: datetime, window: timedelta, bucket: timedelta
+) -> datetime:
+    """The anchor of the incident a finding at ``at`` extends, opening one if none is within a
+    window of it. Changes ``incidents`` (the caller's own state, already a snapshot)."""
+    for number, incident in enumerate(incidents):
+        if incident.first - window <= at <= incident.last + window:
+            incidents[number] = Incident(
+                anchor=incident.anchor, first=min(incident.first, at), last=max(incident.last, at)
+            )
+            return incident.anchor
+    anchor = bucket_start(at, bucket)
+    incidents.append(Incident(anchor=anchor, first=at, last=at))
+    return anchor
+
+
+def open_incidents(incidents: list[Incident], now: datetime, window: timedelta) -> list[Incident]:
+    """The incidents still open at ``now``: a finding may still extend them."""
+    return [incident for incident in incidents if incident.last + window > now]
 
 
 class DetectorState(BaseModel):
@@ -207,8 +250,14 @@ class BaseDetector:
     def forget_at(self, state: Any) -> datetime | None:
         return None
 
-    def finding(self, event: AccessEvent, group: str, headline: str) -> Finding:
-        return Finding(self.rule_id, self.severity, event, group, headline)
+    def finding(
+        self, event: AccessEvent, group: str, headline: str, incident: datetime | None = None
+    ) -> Finding:
+        return Finding(self.rule_id, self.severity, event, group, headline, incident)
+
+    def incident(self, incidents: list[Incident], at: datetime, window: timedelta) -> datetime:
+        """For sliding-window rules: the incident a finding at ``at`` extends (``Incident``)."""
+        return extend_incident(incidents, at, window, self.policy.alerts.group_window)
 
     def report(self, findings: Iterable[Finding]) -> list[Alert]:
         window = self.policy.alerts.group_window

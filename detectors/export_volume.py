@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from detectors.alerts import Alert, Finding, Severity
-from detectors.base import BaseDetector, DetectorState
+from detectors.base import BaseDetector, DetectorState, Incident, open_incidents
 from detectors.models import AccessEvent
 
 
@@ -29,6 +29,7 @@ class Export(BaseModel):
 class VolumeState(DetectorState):
     exports: list[Export] = Field(default_factory=list)  # the last window's, any order
     daily: dict[date, int] = Field(default_factory=dict)  # records per UTC day
+    incidents: list[Incident] = Field(default_factory=list)  # episodes over the threshold
 
 
 class UnusualVolumeDetector(BaseDetector):
@@ -84,8 +85,12 @@ class UnusualVolumeDetector(BaseDetector):
         return self._window_total(state, at) > self._threshold(state, at)
 
     def _finding(self, state: VolumeState, export: AccessEvent) -> Finding:
+        """One episode over the threshold is one incident: each later export that keeps the
+        window over extends it (``Incident``), instead of opening one per alert bucket."""
         headline = self._headline(export, self._threshold(state, export.timestamp))
-        return self.finding(export, f"actor:{export.actor.id}", headline)
+        window = self.policy.export.volume_window
+        incident = self.incident(state.incidents, export.timestamp, window)
+        return self.finding(export, f"actor:{export.actor.id}", headline, incident)
 
     def _window_total(self, state: VolumeState, at: datetime) -> int:
         start = at - self.policy.export.volume_window
@@ -106,6 +111,8 @@ class UnusualVolumeDetector(BaseDetector):
         state.exports = [e for e in state.exports if e.at > keep_from]
         oldest_day = _day(now).toordinal() - policy.baseline_days - 2
         state.daily = {d: n for d, n in state.daily.items() if d.toordinal() >= oldest_day}
+        still = min(now - self.policy.alerts.lateness, waiting)  # a finding may yet extend them
+        state.incidents = open_incidents(state.incidents, still, policy.volume_window)
 
     def _headline(self, export: AccessEvent, threshold: float) -> str:
         """Says "more than" the threshold, not the total: the total seen depends on how many of

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from detectors.alerts import Alert, Finding, Severity
-from detectors.base import BaseDetector, DetectorState
+from detectors.base import BaseDetector, DetectorState, Incident, open_incidents
 from detectors.models import AccessEvent, Action, DataCategory
 
 
@@ -29,6 +29,7 @@ class Download(BaseModel):
 class HriState(DetectorState):
     views: dict[str, list[AwareDatetime]] = Field(default_factory=dict)
     downloads: list[Download] = Field(default_factory=list)
+    incidents: list[Incident] = Field(default_factory=list)  # an actor's ongoing harvest
 
 
 class BulkDownloadDetector(BaseDetector):
@@ -54,8 +55,7 @@ class BulkDownloadDetector(BaseDetector):
         reason = "an automated download, not a consultation" if event.automated else None
         reason = reason or self._over_threshold(state, event)
         if reason:
-            headline = self._headline(event, reason)
-            return state, self.report([self.finding(event, f"actor:{event.actor.id}", headline)])
+            return state, self.report([self._finding(state, event, reason)])
         self.wait(state, event, timedelta(0))
         return state, []
 
@@ -64,8 +64,7 @@ class BulkDownloadDetector(BaseDetector):
         for download in self.due(state, now):
             reason = self._reason(state, download)
             if reason:
-                headline = self._headline(download, reason)
-                findings.append(self.finding(download, f"actor:{download.actor.id}", headline))
+                findings.append(self._finding(state, download, reason))
         self._forget_old(state, now)
         return state, self.report(findings)
 
@@ -77,6 +76,13 @@ class BulkDownloadDetector(BaseDetector):
             return None
         policy = self.policy.hri
         return max(times) + self.policy.alerts.lateness + max(policy.window, policy.view_before)
+
+    def _finding(self, state: HriState, download: AccessEvent, reason: str) -> Finding:
+        """A harvest is one incident while its downloads keep coming within one window of each
+        other (``Incident``), however many alert buckets it spans."""
+        incident = self.incident(state.incidents, download.timestamp, self.policy.hri.window)
+        headline = self._headline(download, reason)
+        return self.finding(download, f"actor:{download.actor.id}", headline, incident)
 
     def _over_threshold(self, state: HriState, download: AccessEvent) -> str | None:
         """More distinct patients than allowed in the window ending at this download: later
@@ -113,6 +119,8 @@ class BulkDownloadDetector(BaseDetector):
         state.downloads = [d for d in state.downloads if d.at > keep_from]
         views = {p: [v for v in times if v > keep_from] for p, times in state.views.items()}
         state.views = {p: times for p, times in views.items() if times}
+        still = min(now - self.policy.alerts.lateness, waiting)  # a finding may yet extend them
+        state.incidents = open_incidents(state.incidents, still, policy.window)
 
     def _is_hri(self, event: AccessEvent) -> bool:
         return (

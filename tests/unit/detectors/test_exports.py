@@ -136,8 +136,12 @@ def test_late_exports_end_in_the_same_incidents_as_in_order() -> None:
     """Judged at once when certain, at the deadline otherwise: arrival order changes when an
     incident alerts, never what it ends up holding."""
     exports = [_export(at(minutes=10 * n), 200) for n in range(4)]
+    # Small: their volume stays under the floor (an episode of volume findings days apart,
+    # delivered out of order by days, may be two incidents: see the episode tests below).
     linked = [
-        _research(at(days=d), fields=["diagnosis"], patient_id="K-1", practice_id=f"prac-{d}")
+        _research(
+            at(days=d), fields=["diagnosis"], patient_id="K-1", practice_id=f"prac-{d}"
+        ).model_copy(update={"record_count": 10})
         for d in range(1, 4)
     ]
     later = at(days=10)
@@ -146,3 +150,27 @@ def test_late_exports_end_in_the_same_incidents_as_in_order() -> None:
     assert _incidents(_stepped(shuffled, then=later)) == in_order
     assert _incidents(run(shuffled)) == in_order  # and the offline runner agrees
     assert {a.rule_id for a in in_order.values()} >= {VOLUME, REID}
+
+
+def test_an_actor_who_stays_over_the_threshold_is_one_incident() -> None:
+    """Issue 13: every later export inside the window used to open a new incident each hour."""
+    exports = [_export(at(minutes=30 * n), 300) for n in range(20)]  # 10 h, over from the 2nd
+    [incident] = _incidents(run(exports)).values()
+    assert incident.rule_id == VOLUME and incident.event_count == 19
+    assert incident.summary.endswith("(19 events in this incident)")
+
+
+def test_a_whole_window_without_findings_ends_the_incident() -> None:
+    first = [_export(at(minutes=30 * n), 300) for n in range(3)]
+    again = [_export(at(days=2, minutes=30 * n), 300) for n in range(3)]
+    incidents = sorted(_incidents(run([*first, *again])).values(), key=lambda a: a.timestamp)
+    assert [a.event_count for a in incidents] == [2, 2]
+    assert incidents[0].alert_id != incidents[1].alert_id
+
+
+def test_an_episode_delivered_out_of_order_within_the_lateness_is_the_same_incident() -> None:
+    exports = [_export(at(seconds=10 * n), 300) for n in range(6)]
+    in_order = _incidents(_stepped(exports, then=at(days=3)))
+    shuffled = [exports[n] for n in (1, 0, 3, 2, 5, 4)]
+    assert _incidents(_stepped(shuffled, then=at(days=3))) == in_order
+    assert len(in_order) == 1

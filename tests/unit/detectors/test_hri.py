@@ -70,3 +70,13 @@ def test_crossing_the_patient_threshold_alerts_without_waiting_for_lateness() ->
             alerts += runner.step(name, key, download)  # no clock movement at all
     [alert] = fired(alerts, HRI)
     assert alert.event_ids == [download.event_id]
+
+
+def test_a_harvest_that_goes_on_for_hours_is_one_incident() -> None:
+    """Issue 13: over the threshold from the 21st patient on, for three hours: one incident,
+    not one per hour-long alert bucket."""
+    downloads = [_hri("download", at(minutes=4 * n), f"P-{n % 40}") for n in range(45)]
+    [incident] = fired(run(downloads), HRI)
+    assert incident.event_count == 45  # none was viewed first, so every download counts
+    later = [_hri("download", at(days=1, minutes=n), "P-1") for n in range(2)]
+    assert len(fired(run([*downloads, *later]), HRI)) == 2  # a day later: a new incident
