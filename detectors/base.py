@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar, Union, get_args, get_origin
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from detectors.alerts import Alert, Finding, Severity, bucket_start, single_alert
+from detectors.exceptions import Exceptions
 from detectors.models import AccessEvent, Action
 from detectors.policy import Policy
 
@@ -236,8 +237,9 @@ class BaseDetector:
     default_severity: Severity = Severity.HIGH
     stateless: bool = False
 
-    def __init__(self, policy: Policy):
+    def __init__(self, policy: Policy, exceptions: Exceptions | None = None):
         self.policy = policy
+        self.exceptions = exceptions if exceptions is not None else Exceptions()
 
     @property
     def name(self) -> str:
@@ -260,8 +262,17 @@ class BaseDetector:
         return extend_incident(incidents, at, window, self.policy.alerts.group_window)
 
     def report(self, findings: Iterable[Finding]) -> list[Alert]:
+        """One alert per finding, but none for a finding an analyst's exception covers."""
         window = self.policy.alerts.group_window
-        return [single_alert(finding, window) for finding in findings]
+        findings = list(findings)
+        alerts = [single_alert(finding, window) for finding in findings]
+        if not self.exceptions.by_id:
+            return alerts
+        return [
+            alert
+            for finding, alert in zip(findings, alerts, strict=True)
+            if self.exceptions.silences(finding, alert.alert_id) is None
+        ]
 
     def wait(self, state: DetectorState, event: AccessEvent, delay: timedelta) -> None:
         due = event.timestamp + delay + self.policy.alerts.lateness

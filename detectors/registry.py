@@ -6,6 +6,7 @@ from typing import Any
 
 from detectors.base import Detector
 from detectors.care import NoCareRelationshipDetector
+from detectors.exceptions import Exceptions
 from detectors.export_destination import UnapprovedDestinationDetector
 from detectors.export_reid import CrossPracticeLinkageDetector, ExportFieldsDetector
 from detectors.export_volume import UnusualVolumeDetector
@@ -32,7 +33,9 @@ DETECTOR_TYPES = (
 RULE_IDS = tuple(dict.fromkeys(kind.rule_id for kind in DETECTOR_TYPES))
 
 
-def all_detectors(policy: Policy) -> dict[str, Detector[Any]]:
-    """Detectors by their unique name."""
-    detectors: list[Detector[Any]] = [kind(policy) for kind in DETECTOR_TYPES]
+def all_detectors(policy: Policy, exceptions: Exceptions | None = None) -> dict[str, Detector[Any]]:
+    """Detectors by their unique name; all consult the same ``exceptions`` (live: the worker
+    updates them as analysts add and delete exceptions)."""
+    shared = exceptions if exceptions is not None else Exceptions()
+    detectors: list[Detector[Any]] = [kind(policy, shared) for kind in DETECTOR_TYPES]
     return {detector.name: detector for detector in detectors}

@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from detectors.exceptions import Exceptions
 from detectors.policy import load_policy
 from detectors.registry import all_detectors
 from streams import metrics
@@ -23,6 +24,7 @@ from streams.continuity import Continuity
 from streams.detection import agents as detection_agents
 from streams.detection.routing import key_partitioner
 from streams.elastic import async_client
+from streams.exceptions import ExceptionFeed
 from streams.history.checkpoints import Checkpointer, ensure_separate, load_checkpoint_keys
 from streams.history.writer import ChainHeads, HistoryWriter
 from streams.ingest import DeadLetters, Forwarder, IngestStage
@@ -44,7 +46,9 @@ def create_app(settings: Settings) -> faust.App:
     heads = ChainHeads()
     metrics.WORKER_UP.labels(settings.app_id).set(1)
     policy = load_policy(settings.policy_file)
-    detectors = all_detectors(policy)
+    # Analysts' exceptions: loaded before the agents judge anything, then kept up to date.
+    exceptions = ExceptionFeed(settings, Exceptions())
+    detectors = all_detectors(policy, exceptions.exceptions)
     minimiser = Minimiser(policy.privacy, policy.export, pseudonymizer)
     app = faust.App(
         settings.app_id,
@@ -85,6 +89,7 @@ def create_app(settings: Settings) -> faust.App:
         detectors,
         cache(lambda: partition_count(settings, settings.topic_events)),
         offsets,
+        exceptions.ready,
     )
     forwarder = Forwarder(app, settings, detectors, detection_topics, offsets)
     continuity = Continuity(app, settings.topic_events, offsets)
@@ -101,6 +106,14 @@ def create_app(settings: Settings) -> faust.App:
                 await guard.patrol()
             except Exception:  # the next patrol tries again; a timer that raises stops for good
                 log.exception("continuity patrol failed", extra={"kafka.topic": guard.topic})
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def follow_exceptions() -> None:
+        """New and deleted exceptions apply within a second, in every worker, no restart."""
+        try:
+            await exceptions.poll()
+        except Exception:  # the next poll tries again; a timer that raises would stop for good
+            log.exception("exceptions not read")
 
     @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]
     async def tick_in_silence() -> None:
@@ -139,6 +152,7 @@ def create_app(settings: Settings) -> faust.App:
             return result.written
 
         try:
+            await backoff.call("exceptions", exceptions.ready)
             async for batch in stream.take_events(
                 settings.batch_size, within=settings.batch_seconds
             ):

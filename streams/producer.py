@@ -24,7 +24,7 @@ def practice_key(payload: bytes) -> bytes | None:
 
 @dataclass(frozen=True)
 class Record:
-    value: bytes
+    value: bytes | None  # None: a tombstone (deletes its key from a compacted topic)
     key: bytes | None = None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 

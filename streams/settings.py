@@ -293,6 +293,15 @@ class Settings(BaseSettings):
         return f"{self.topic_events}-redactions"
 
     @property
+    def exceptions_topic(self) -> str:
+        """Detection exceptions, compacted: the live set every worker reads."""
+        return f"{self.app_id}-exceptions"
+
+    @property
+    def exception_log_index(self) -> str:
+        return f"{self.index_prefix}-exception-log"
+
+    @property
     def checkpoint_index(self) -> str:
         return f"{self.index_prefix}-access-checkpoints"
 

@@ -36,6 +36,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         settings.alert_parts_topic: settings.topic_partitions,
         settings.checkpoint_topic: 1,
         settings.redaction_topic: 1,
+        settings.exceptions_topic: 1,
     }
     # Dead letters are raw producer bytes, raw patient ids included: kept only long enough to be
     # looked at and replayed, not for as long as the broker keeps everything else.
@@ -44,6 +45,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         settings.topic_dlq: {"retention.ms": str(dlq_ms)},
         # Never expired by time: the checkpoints must outlive the history they certify.
         settings.checkpoint_topic: {"cleanup.policy": "compact", "retention.ms": "-1"},
+        # The current set of exceptions: compaction keeps each one's last version (or deletion).
+        settings.exceptions_topic: {"cleanup.policy": "compact", "retention.ms": "-1"},
     }
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_servers(), client_id="guetteur-admin")
     try:

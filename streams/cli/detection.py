@@ -12,6 +12,7 @@ from typing import IO
 
 import click
 
+from detectors.exceptions import Exceptions
 from detectors.models import AccessEvent
 from detectors.policy import load_policy
 from detectors.registry import all_detectors
@@ -20,6 +21,8 @@ from streams.audit.safe_output import terminal_cell
 from streams.cli.output import emit, progress, stderr
 from streams.decode import EventTimeBounds, Rejected, decode
 from streams.demo.simulate import simulate as simulate_days
+from streams.exceptions import read_all as read_exceptions
+from streams.exceptions import read_file
 from streams.minimise import Minimiser
 from streams.pseudonym import load_pseudonymizer
 from streams.settings import Settings, load
@@ -34,6 +37,12 @@ from streams.settings import Settings, load
     help="Policy file (TOML); default GUETTEUR_POLICY_FILE, else the built-in defaults.",
 )
 @click.option(
+    "--exceptions",
+    "exceptions_from",
+    help="Apply analysts' exceptions: 'kafka' (the live set, as the worker does) or a file of "
+    "JSON lines (`guetteur exceptions list --json`). Default: none.",
+)
+@click.option(
     "--reorder-window",
     "reorder_seconds",
     default=3600.0,
@@ -41,7 +50,9 @@ from streams.settings import Settings, load
     type=click.FloatRange(0, 7 * 24 * 3600),
     help="Seconds by which the file may be out of event-time order (memory grows with it).",
 )
-def detect(events: IO[bytes], policy_file: Path | None, reorder_seconds: float) -> None:
+def detect(
+    events: IO[bytes], policy_file: Path | None, exceptions_from: str | None, reorder_seconds: float
+) -> None:
     """Run every detector over EVENTS (JSON lines, - for stdin) in event-time order.
 
     Alerts go to stdout as JSON lines, the same alerts (same ids) the worker would raise; a
@@ -53,6 +64,7 @@ def detect(events: IO[bytes], policy_file: Path | None, reorder_seconds: float) 
     pseudonymizer = load_pseudonymizer(settings, settings.demo_key_file())
     policy = load_policy(policy_file or settings.policy_file)
     minimiser = Minimiser(policy.privacy, policy.export, pseudonymizer)
+    exceptions = _exceptions(settings, exceptions_from)
     read = Counter[str]()
     with progress("detect") as report:
 
@@ -62,7 +74,7 @@ def detect(events: IO[bytes], policy_file: Path | None, reorder_seconds: float) 
                 yield minimiser.protect(event)[0]
 
         alerts = detect_stream(
-            accepted(), all_detectors(policy), timedelta(seconds=reorder_seconds)
+            accepted(), all_detectors(policy, exceptions), timedelta(seconds=reorder_seconds)
         )
     for alert in alerts:
         sys.stdout.write(alert.model_dump_json() + "\n")
@@ -72,6 +84,16 @@ def detect(events: IO[bytes], policy_file: Path | None, reorder_seconds: float) 
     stderr.print(f"{read['events']} events, {len(alerts)} alerts")
     if rows:
         emit(rows, ["rule_id", "alerts"], as_json=False, console=stderr)
+
+
+def _exceptions(settings: Settings, source: str | None) -> Exceptions:
+    """The exceptions a backtest applies: the worker's live set, a file, or none (said)."""
+    if source is None:
+        stderr.print("no exceptions applied (--exceptions kafka applies the live set)")
+        return Exceptions()
+    exceptions = read_exceptions(settings) if source == "kafka" else read_file(Path(source))
+    stderr.print(f"{len(exceptions)} exception(s) applied")
+    return exceptions
 
 
 def _read(

@@ -15,6 +15,7 @@ from streams.cli.console import console, token
 from streams.cli.demo import demo
 from streams.cli.detection import detect, simulate
 from streams.cli.dlq import dlq
+from streams.cli.exceptions import exceptions
 from streams.cli.history import retention, verify
 from streams.cli.output import fail
 from streams.cli.policy import policy
@@ -40,6 +41,7 @@ cli.add_command(demo)
 cli.add_command(pseudonym)
 cli.add_command(dlq)
 cli.add_command(redactions)
+cli.add_command(exceptions)
 cli.add_command(verify)
 cli.add_command(retention)
 cli.add_command(policy)

@@ -15,14 +15,16 @@ import io
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from detectors.exceptions import DetectionException
+from streams import exceptions as live
 from streams import metrics
 from streams.audit import watch
 from streams.audit.keyring import KeyMismatchError, patient_pseudonyms
@@ -65,6 +67,9 @@ def create_api(
     app.router.add_get("/api/reports/{kind}", api.report)
     app.router.add_get("/api/alerts", api.alerts)
     app.router.add_post("/api/alerts/{alert_id}/triage", api.triage)
+    app.router.add_get("/api/exceptions", api.list_exceptions)
+    app.router.add_post("/api/exceptions", api.add_exception)
+    app.router.add_delete("/api/exceptions/{exception_id}", api.delete_exception)
     return app
 
 
@@ -239,27 +244,91 @@ class Console:
         return web.json_response({"count": len(alerts), "alerts": alerts})
 
     async def triage(self, request: web.Request) -> web.Response:
+        """A triage decision; a false positive may carry ``exception`` ({"scope": [fields of
+        the incident to keep: actor_id, practice_id...], "expires": ISO date, and any explicit
+        destination or data_category}), which becomes an exception made from this incident."""
         user = self.require(request, Role.ANALYST)
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise _error(web.HTTPBadRequest, "the body must be a JSON object: {status, comment}")
+        body = await _json_object(request, "{status, comment[, exception]}")
+        alert_id = request.match_info["alert_id"]
         try:
             status = triage.Status(body.get("status", ""))
+            comment = str(body.get("comment", ""))
+            exception = None
+            if body.get("exception") is not None:
+                if status is not triage.Status.FALSE_POSITIVE:
+                    raise ValueError("an exception is made from a false positive only")
+                exception = await asyncio.to_thread(
+                    self._exception_from, alert_id, body["exception"], comment, user.name
+                )
             record = await asyncio.to_thread(
-                triage.change,
-                self.client,
-                self.settings,
-                request.match_info["alert_id"],
-                status,
-                user.name,
-                str(body.get("comment", "")),
+                triage.change, self.client, self.settings, alert_id, status, user.name, comment
             )
-        except ValueError as exc:  # an unknown status, or a TriageError
+        except ValueError as exc:  # an unknown status, a TriageError or an ExceptionError
             raise _error(web.HTTPBadRequest, str(exc)) from None
+        if exception is not None:
+            await asyncio.to_thread(live.create, self.client, self.settings, exception)
+            record["exception"] = exception.model_dump(mode="json")
         return web.json_response(record)
+
+    def _exception_from(
+        self, alert_id: str, wanted: Any, reason: str, by: str
+    ) -> DetectionException:
+        if not isinstance(wanted, dict):
+            raise live.ExceptionError("exception: a JSON object {scope, expires}")
+        try:
+            alert = self.client.get(index=self.settings.alerts_index, id=alert_id)["_source"]
+        except NotFoundError:
+            raise live.ExceptionError(f"no alert {alert_id}") from None
+        scope = wanted.get("scope", [])
+        if not isinstance(scope, list) or not set(scope) <= {"actor_id", "practice_id", "alert_id"}:
+            raise live.ExceptionError("exception.scope: a list of actor_id, practice_id, alert_id")
+        fields = {name: alert.get(name) for name in scope}
+        explicit = ("destination", "data_category", "expires", "starts")
+        fields |= {k: wanted[k] for k in explicit if k in wanted}
+        fields |= {"rule_id": alert["rule_id"], "reason": reason, "from_alert": alert_id}
+        return live.new_exception(fields, by)
+
+    async def list_exceptions(self, request: web.Request) -> web.Response:
+        self.require(request, Role.ANALYST)
+        everything = request.query.get("all") in ("1", "true")
+        current = await asyncio.to_thread(live.read_all, self.settings)
+        now = datetime.now(UTC)
+        found = [
+            e.model_dump(mode="json") for e in current.by_id.values() if everything or e.active(now)
+        ]
+        return web.json_response({"count": len(found), "exceptions": found})
+
+    async def add_exception(self, request: web.Request) -> web.Response:
+        user = self.require(request, Role.ANALYST)
+        body = await _json_object(request, "{rule_id, scope fields, reason, expires}")
+        try:
+            exception = live.new_exception(body, user.name)
+        except live.ExceptionError as exc:
+            raise _error(web.HTTPBadRequest, str(exc)) from None
+        await asyncio.to_thread(live.create, self.client, self.settings, exception)
+        return web.json_response(exception.model_dump(mode="json"), status=201)
+
+    async def delete_exception(self, request: web.Request) -> web.Response:
+        user = self.require(request, Role.ANALYST)
+        exception_id = request.match_info["exception_id"]
+        why = request.query.get("reason", "")
+        try:
+            gone = await asyncio.to_thread(
+                live.delete, self.client, self.settings, exception_id, user.name, why
+            )
+        except live.ExceptionError as exc:
+            raise _error(web.HTTPBadRequest, str(exc)) from None
+        return web.json_response(gone.model_dump(mode="json"))
+
+
+async def _json_object(request: web.Request, shape: str) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise _error(web.HTTPBadRequest, f"the body must be a JSON object: {shape}")
+    return body
 
 
 def _denied(request: web.Request, status: int, reason: str, name: str | None) -> None:

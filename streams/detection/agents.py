@@ -67,9 +67,11 @@ def install(
     detectors: dict[str, Detector[Any]],
     source_partitions: Callable[[], int],
     offsets: GroupOffsets,
+    exceptions_ready: Callable[[], Awaitable[None]],
 ) -> tuple[DetectionTopics, list[Continuity]]:
     """Register the topics, tables and agents of detection; return the topics the ingest stage
-    writes to and the continuity guards of the agents' topics."""
+    writes to and the continuity guards of the agents' topics. ``exceptions_ready`` returns
+    once the analysts' exceptions are loaded: nothing is judged before."""
     detect_topic = app.topic(settings.detect_topic, key_serializer="raw", value_serializer="raw")
     parts_topic = app.topic(
         settings.alert_parts_topic, key_serializer="raw", value_serializer="raw"
@@ -121,6 +123,7 @@ def install(
             writable=partial(await_metadata, app, [changelog]),
         )
         backoff = Backoff()
+        await backoff.call("exceptions", exceptions_ready)
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             messages = await detect_guard.admit([event.message for event in batch])
             yield await backoff.call("detect batch", partial(stage.handle, messages))

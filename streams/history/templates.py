@@ -73,6 +73,7 @@ def templates(settings: Settings) -> dict[str, dict[str, Any]]:
         settings.alerts_index: alerts_template(settings),
         settings.triage_index: _single("alert-triage", settings.triage_index),
         settings.tokens_index: _single("api-tokens", settings.tokens_index),
+        settings.exception_log_index: _single("exception-log", settings.exception_log_index),
     }
 
 
