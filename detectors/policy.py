@@ -8,6 +8,7 @@ error naming the key's path, so a typo cannot silently turn a rule off.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from datetime import timedelta
@@ -276,6 +277,19 @@ class Policy(_Section):
         default_factory=dict,
         description="Per rule_id: a severity overriding the rule's own (low..critical).",
     )
+
+    @field_validator("severity")
+    @classmethod
+    def _known_rules(cls, severity: dict[str, Severity]) -> dict[str, Severity]:
+        """A misspelt rule id would make its escalation silently never apply."""
+        from detectors.registry import RULE_IDS  # the registry imports this module
+
+        for rule_id in severity:
+            if rule_id not in RULE_IDS:
+                close = difflib.get_close_matches(rule_id, RULE_IDS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f" ({', '.join(RULE_IDS)})"
+                raise ValueError(f"{rule_id!r} is not a rule id{hint}")
+        return severity
 
 
 def parse_policy(data: dict[str, Any], source: str = "policy") -> Policy:

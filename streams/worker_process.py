@@ -49,13 +49,24 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        self._unregister()
         return self.proc.returncode
 
     def kill(self) -> None:
-        """Crash on purpose: no commit, no goodbye."""
+        """Crash on purpose: no commit, no goodbye. (Its Prometheus registration, which a real
+        crash leaves for on-call to see, is removed: a crash a test made is nobody's page.)"""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._unregister()
+
+    def _unregister(self) -> None:
+        from streams.settings import StackSettings
+        from streams.stack import LocalStack
+
+        if self.proc is not None:
+            targets = LocalStack(StackSettings()).prometheus.targets_dir
+            (targets / f"worker-{self.proc.pid}.json").unlink(missing_ok=True)
 
     def __enter__(self) -> WorkerProcess:
         return self.start()

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, NotFoundError
 
+from detectors.models import Action, DataCategory
 from streams.audit import watch
 from streams.audit.keyring import patient_pseudonyms
 from streams.audit.query import Filters
@@ -34,7 +35,10 @@ from streams.elastic import sync_client
 from streams.pseudonym import load_pseudonymizer
 from streams.settings import Settings, load
 
-TABLE = ["time", "actor", "role", "action", "category", "practice", "session", "alerts"]
+# What fits 80 columns; --wide shows more (CSV and JSON always carry every column).
+TABLE = ["time", "actor", "action", "practice", "alerts"]
+WIDE = ["time", "actor", "role", "action", "category", "practice", "session", "ticket", "patient"]
+WIDE += ["alerts", "event_id"]
 FORMATS = click.Choice(["table", "csv", "json"])
 
 
@@ -50,6 +54,34 @@ def _window(function: Any) -> Any:
         "your OS user, which is the identity recorded.",
     )(function)
     return function
+
+
+def _checked_window(start: datetime | None, end: datetime | None) -> None:
+    """An inverted range matches nothing: say so instead of answering "0 accesses"."""
+    if start is not None and end is not None and start > end:
+        raise click.UsageError(
+            f"--from {start.isoformat()} is after --to {end.isoformat()}; swap them"
+        )
+
+
+def _hint_unknown_actor(client: Elasticsearch, settings: Settings, actor: str) -> None:
+    """No access by this actor: if one differs only by case, name it (ids are exact)."""
+    try:
+        found = client.search(
+            index=settings.history_index,
+            size=1,
+            query={"term": {"user.id": {"value": actor, "case_insensitive": True}}},
+            source_includes=["user.id"],
+        )["hits"]["hits"]
+    except NotFoundError:
+        return
+    if found and found[0]["_source"]["user"]["id"] != actor:
+        other = found[0]["_source"]["user"]["id"]
+        stderr.print(
+            f"[yellow]hint:[/] no access by {terminal_cell(actor)!r}; did you mean "
+            f"{terminal_cell(other)!r}? (actor ids are case-sensitive)",
+            highlight=False,
+        )
 
 
 def _patient_pseudonyms(
@@ -76,7 +108,12 @@ def _read_raw(raw: str | None) -> str | None:
 
 
 def _output(
-    rows: list[dict[str, Any]], columns: list[str], fmt: str, out: IO[str], title: str
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    fmt: str,
+    out: IO[str],
+    title: str,
+    wide: bool = False,
 ) -> None:
     if fmt == "csv":
         write_csv(rows, columns, out)
@@ -84,7 +121,7 @@ def _output(
         for row in rows:
             out.write(json.dumps({column: row.get(column) for column in columns}) + "\n")
     else:
-        emit(rows, TABLE, as_json=False, title=title)
+        emit(rows, WIDE if wide else TABLE, as_json=False, title=title)
 
 
 @click.command()
@@ -93,12 +130,25 @@ def _output(
 @click.option("--practice", help="The practice id.")
 @click.option("--session", help="A session id (remote support, application).")
 @click.option("--ticket", help="A support ticket id.")
-@click.option("--action", "actions", multiple=True, help="Only these actions (repeatable).")
-@click.option("--category", "categories", multiple=True, help="Only these data categories.")
+@click.option(
+    "--action",
+    "actions",
+    multiple=True,
+    type=click.Choice([a.value for a in Action], case_sensitive=False),
+    help="Only these actions (repeatable).",
+)
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    type=click.Choice([c.value for c in DataCategory], case_sensitive=False),
+    help="Only these data categories.",
+)
 @click.option("--source", "sources", multiple=True, help="Only these emitting systems.")
 @click.option("--limit", type=click.IntRange(1), help="At most this many rows.")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--wide", is_flag=True, help="More columns in the table (wider than 80).")
 @_window
 def search(
     patient: str | None,
@@ -112,11 +162,13 @@ def search(
     limit: int | None,
     fmt: str,
     as_json: bool,
+    wide: bool,
     start: datetime | None,
     end: datetime | None,
     auditor: str | None,
 ) -> None:
     """Search the access history; all matching accesses, oldest first (no 10,000 cap)."""
+    _checked_window(start, end)
     settings = load(Settings)
     raw = _read_raw(patient)
     client = sync_client(settings)
@@ -144,8 +196,11 @@ def search(
     flagged = flags(client, settings, [row["event_id"] for row in rows])
     for row in rows:
         row["alerts"] = flagged.get(row["event_id"])
+    if not rows and actor:
+        _hint_unknown_actor(client, settings, actor)
     columns = COLUMNS[: COLUMNS.index("alerts") + 1]
-    _output(rows, columns, "json" if as_json else fmt, sys.stdout, f"{len(rows)} accesses")
+    title = f"{len(rows)} accesses"
+    _output(rows, columns, "json" if as_json else fmt, sys.stdout, title, wide)
 
 
 @click.group()
@@ -162,11 +217,15 @@ def _report(
     raw: str | None = None,
     client: Elasticsearch | None = None,
 ) -> None:
+    _checked_window(filters.start, filters.end)
     settings = load(Settings)
     filters = scoped(kind, filters)
+    client = client or sync_client(settings)
     with progress("report", enabled=fmt != "json") as say:
         say("reading the history")
-        rows = build_report(client or sync_client(settings), settings, filters)
+        rows = build_report(client, settings, filters)
+    if not rows and filters.actor:
+        _hint_unknown_actor(client, settings, filters.actor)
     looker = watch.cli_looker(settings, auditor)
     event = watch.audit_event(
         looker, f"{kind} report", filters, len(rows), settings.history_index, raw
@@ -198,6 +257,9 @@ REPORT_FORMATS = click.Choice(["table", "csv", "json", "html"])
 
 
 def _report_options(function: Any) -> Any:
+    function = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(
+        function
+    )
     function = click.option(
         "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file."
     )(function)
@@ -214,6 +276,7 @@ def patient_report(
     raw_id: str,
     fmt: str,
     out: Path | None,
+    as_json: bool,
     start: datetime | None,
     end: datetime | None,
     auditor: str | None,
@@ -223,7 +286,7 @@ def patient_report(
     raw = _read_raw(raw_id)
     client = sync_client(settings)
     filters = Filters(patients=_patient_pseudonyms(settings, client, raw), start=start, end=end)
-    _report("patient", filters, fmt, out, auditor, raw, client)
+    _report("patient", filters, "json" if as_json else fmt, out, auditor, raw, client)
 
 
 @report.command("actor")
@@ -233,13 +296,14 @@ def actor_report(
     actor_id: str,
     fmt: str,
     out: Path | None,
+    as_json: bool,
     start: datetime | None,
     end: datetime | None,
     auditor: str | None,
 ) -> None:
     """Everything one person or service touched."""
     filters = Filters(actor=actor_id, start=start, end=end)
-    _report("actor", filters, fmt, out, auditor)
+    _report("actor", filters, "json" if as_json else fmt, out, auditor)
 
 
 @report.command("practice")
@@ -249,10 +313,11 @@ def practice_report(
     practice_id: str,
     fmt: str,
     out: Path | None,
+    as_json: bool,
     start: datetime | None,
     end: datetime | None,
     auditor: str | None,
 ) -> None:
     """The exports and downloads that left one practice."""
     filters = Filters(practice=practice_id, start=start, end=end)
-    _report("practice", filters, fmt, out, auditor)
+    _report("practice", filters, "json" if as_json else fmt, out, auditor)

@@ -8,6 +8,7 @@ from streams import dead_letters
 from streams.cli.output import emit, emit_record, progress
 from streams.settings import Settings, load
 
+NARROW = ["dlq_position", "reason", "source_position", "detail"]  # what fits 80 columns
 COLUMNS = [
     "dlq_position",
     "dead_lettered_at",
@@ -37,11 +38,13 @@ def _select(
 @dlq.command("list")
 @click.option("--reason", "reasons", multiple=True, help="Only this reason (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines.")
-def list_(reasons: tuple[str, ...], as_json: bool) -> None:
+@click.option("--wide", is_flag=True, help="Every column (wider than 80).")
+def list_(reasons: tuple[str, ...], as_json: bool, wide: bool) -> None:
     """List dead letters with their reason and source position (payloads are not printed)."""
     settings = load(Settings)
     rows = [letter.row() for letter in _select(settings, reasons, ())]
-    emit(rows, COLUMNS, as_json=as_json, title=f"{len(rows)} dead letters in {settings.topic_dlq}")
+    title = f"{len(rows)} dead letters in {settings.topic_dlq}"
+    emit(rows, COLUMNS if as_json or wide else NARROW, as_json=as_json, title=title)
 
 
 @dlq.command()

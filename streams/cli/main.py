@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable
 
 import click
 from elastic_transport import ConnectionError as ElasticsearchUnreachable
@@ -54,16 +56,17 @@ cli.add_command(token)
 
 
 def main() -> None:
+    """Errors go to people as a red line on stderr, and with ``--json`` to machines as one
+    JSON object on stdout (``{"error": ..., "exit": N}``); the exit status is the same."""
+    as_json = "--json" in sys.argv[1:]
     try:
         cli(standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        _failed(exc.format_message(), exc.exit_code, as_json, exc.show)
     except click.Abort:
-        fail("aborted")
-        sys.exit(130)
+        _failed("aborted", 130, as_json)
     except (
         StackError,
         ConfigError,
@@ -72,14 +75,24 @@ def main() -> None:
         PolicyError,
         AuditNotRecordedError,
     ) as exc:
-        fail(str(exc))
-        sys.exit(1)
+        _failed(str(exc), 1, as_json)
     except ElasticsearchUnreachable as exc:
-        fail(
+        message = (
             f"cannot reach Elasticsearch ({exc.message}); check GUETTEUR_ES_URL, or start the "
             "local stack with `guetteur stack up`"
         )
-        sys.exit(1)
+        _failed(message, 1, as_json)
+
+
+def _failed(message: str, code: int, as_json: bool, show: Callable[[], None] | None = None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message, "exit": code}) + "\n")
+        sys.stdout.flush()
+    elif show is not None:
+        show()
+    else:
+        fail(message)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

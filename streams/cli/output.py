@@ -34,12 +34,34 @@ def emit(
             sys.stdout.write(json.dumps(row, default=str) + "\n")
         sys.stdout.flush()
         return
+    target = console or stdout
     table = Table(title=title or None, title_justify="left")
-    for column in columns:
-        table.add_column(column.replace("_", " "))
-    for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
-    (console or stdout).print(table)
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [
+        max([len(column), *(len(row[n]) for row in cells)]) for n, column in enumerate(columns)
+    ]
+    whole = [_whole(column) and width <= 40 for column, width in zip(columns, widths, strict=True)]
+    # Times and ids are read or copied whole: kept on one line, uncut, while they fit beside
+    # a few characters for each other column (which wrap around them).
+    needed = sum(w for w, keep in zip(widths, whole, strict=True) if keep)
+    needed += 8 * whole.count(False) + 3 * len(columns) + 1
+    fits = needed <= target.width
+    for column, width, keep in zip(columns, widths, whole, strict=True):
+        header = column.replace("_", " ")
+        if keep and fits:
+            table.add_column(header, no_wrap=True, min_width=width)
+        else:
+            table.add_column(header, overflow="fold")
+    for row_cells in cells:
+        table.add_row(*row_cells)
+    target.print(table)
+
+
+WHOLE = ("time", "at", "id", "position", "expires", "created", "revoked", "pseudonym")
+
+
+def _whole(column: str) -> bool:
+    return column in WHOLE or column.endswith(("_at", "_id", "_position", "time"))
 
 
 def emit_record(record: dict[str, Any], *, as_json: bool, title: str = "") -> None:
@@ -82,4 +104,5 @@ def progress(label: str, *, enabled: bool = True) -> Iterator[Progress]:
 
 
 def fail(message: str) -> None:
-    stderr.print(f"[bold red]error:[/] {terminal_cell(message)}", highlight=False)
+    """One line, however long: a message is copied and grepped, not read in a narrow box."""
+    stderr.print(f"[bold red]error:[/] {terminal_cell(message)}", highlight=False, soft_wrap=True)

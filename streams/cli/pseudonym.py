@@ -40,4 +40,9 @@ def pseudonym(raw_id: str, as_json: bool, auditor: str | None) -> None:
         {"key_id": key.key_id, "current": index == 0, "pseudonym": pseudonyms[index]}
         for index, key in enumerate(keys)
     ]
-    emit(rows, ["key_id", "current", "pseudonym"], as_json=as_json)
+    if as_json:
+        emit(rows, ["key_id", "current", "pseudonym"], as_json=True)
+        return
+    for row in rows:  # one per line, whole, to copy: a table cut them at 80 columns
+        label = "current key" if row["current"] else "older key"
+        click.echo(f"{row['pseudonym']}  ({label} {row['key_id']})")

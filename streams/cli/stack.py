@@ -6,10 +6,12 @@ import time
 
 import click
 
+from streams import __version__
 from streams.cli.output import emit, progress, stderr
 from streams.settings import StackSettings, load
 from streams.stack import LocalStack
 from streams.stack.process import tail
+from streams.stack.prometheus import registered_workers
 
 STATUS_COLUMNS = ["name", "running", "version", "address", "pid", "detail"]
 
@@ -53,8 +55,24 @@ def down(as_json: bool) -> None:
 @stack.command()
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json: bool) -> None:
-    """What runs where: versions, addresses, pids, log files."""
-    emit([s.as_dict() for s in _stack().status()], STATUS_COLUMNS, as_json=as_json)
+    """What runs where: versions, addresses, pids, log files; and the workers on this stack."""
+    local = _stack()
+    rows = [s.as_dict() for s in local.status()]
+    for worker in registered_workers(local.prometheus.targets_dir):
+        detail = f"app {worker.app_id}"
+        if not worker.running:
+            detail = f"died without stopping; once dealt with: rm {worker.file}"
+        rows.append(
+            {
+                "name": "worker",
+                "running": worker.running,
+                "version": __version__,
+                "address": worker.address,
+                "pid": worker.pid,
+                "detail": detail,
+            }
+        )
+    emit(rows, STATUS_COLUMNS, as_json=as_json)
 
 
 @stack.command()

@@ -21,6 +21,9 @@ def worker() -> None:
     from streams.elastic import sync_client
     from streams.history.templates import prepare
     from streams.logs import logging_config
+    from streams.settings import StackSettings
+    from streams.stack import LocalStack
+    from streams.stack.prometheus import register_worker
     from streams.topics import ensure_topics
 
     settings = load(Settings)
@@ -28,12 +31,19 @@ def worker() -> None:
     ensure_topics(settings)
     prepare(sync_client(settings), settings)
     collect_less_often()
-    Worker(
-        app,
-        loglevel=settings.log_level,
-        logging_config=logging_config(settings.log_level),
-        quiet=True,
-    ).execute_from_commandline()
+    stack = LocalStack(StackSettings())
+    address = f"{settings.web_host}:{settings.web_port}"
+    target = register_worker(stack.prometheus.targets_dir, address, settings.app_id)
+    try:
+        Worker(
+            app,
+            loglevel=settings.log_level,
+            logging_config=logging_config(settings.log_level),
+            quiet=True,
+        ).execute_from_commandline()
+    finally:  # stopped, not crashed: nothing for on-call (a killed worker keeps its target)
+        if target is not None:
+            target.unlink(missing_ok=True)
 
 
 def collect_less_often() -> None:

@@ -1,14 +1,19 @@
 """Prometheus for the local stack: scrapes the workers, evaluates the project's alert rules
 (``dashboards/prometheus/rules``) and sends what fires to the local Alertmanager.
 
-Workers are found through file service discovery: ``prometheus/targets/*.json``. The stack
-writes the default worker's (port 6066); anything else that runs a worker (a test, a second
-worker) adds its own file with ``add_scrape_target``.
+Workers are found through file service discovery: ``prometheus/targets/*.json``. A worker
+running on the local stack registers itself (``register_worker``: ``worker-<pid>.json``) and
+removes its file when it stops, so a demo that ends leaves no "worker down" alert behind, while
+a worker that dies without stopping leaves its file, and ``GuetteurWorkerDown`` fires, as it
+should. ``guetteur stack status`` lists the registered workers. Tests add their own targets
+with ``add_scrape_target``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from streams.settings import PROJECT_ROOT
@@ -57,7 +62,8 @@ class PrometheusService(DaemonService):
         }
         # JSON is YAML: no YAML writer needed.
         (self.config_dir / "prometheus.yml").write_text(json.dumps(config, indent=2) + "\n")
-        add_scrape_target(self.targets_dir, "default", f"{s.host}:6066")
+        # Earlier versions scraped port 6066 whether a worker ran or not: the alert fired for ever.
+        (self.targets_dir / "default.json").unlink(missing_ok=True)
 
     def arguments(self) -> list[str]:
         return [
@@ -74,3 +80,43 @@ def add_scrape_target(targets_dir: Path, name: str, address: str, **labels: str)
     path = targets_dir / f"{name}.json"
     write_json(path, [{"targets": [address], "labels": labels}])
     return path
+
+
+def register_worker(targets_dir: Path, address: str, app_id: str) -> Path | None:
+    """A worker on the local stack, for Prometheus to scrape; None without a local stack."""
+    if not targets_dir.is_dir():
+        return None
+    (targets_dir / "default.json").unlink(missing_ok=True)  # a stack configured before this
+    return add_scrape_target(targets_dir, f"worker-{os.getpid()}", address, guetteur_app=app_id)
+
+
+@dataclass(frozen=True)
+class RegisteredWorker:
+    pid: int
+    address: str
+    app_id: str
+    file: Path  # remove it once a dead worker is dealt with: its alert then resolves
+
+    @property
+    def running(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def registered_workers(targets_dir: Path) -> list[RegisteredWorker]:
+    workers = []
+    for path in sorted(targets_dir.glob("worker-*.json")):
+        try:
+            [target] = json.loads(path.read_text())
+            pid = int(path.stem.removeprefix("worker-"))
+        except (ValueError, OSError):
+            continue
+        labels = target.get("labels", {})
+        address, app_id = target["targets"][0], labels.get("guetteur_app", "")
+        workers.append(RegisteredWorker(pid, address, app_id, path))
+    return workers

@@ -148,6 +148,23 @@ def test_searches_and_reports_return_exactly_the_expected_accesses(
         # Accesses that raised an alert are flagged with the rule (once detection has run).
         flagged = _wait_for_flags(["report", "actor", "sup-ext-007", "--format", "json"])
         assert flagged and all(r["alerts"] == "support.unapproved_location" for r in flagged)
+        # Input that finds nothing says why: an actor id in the wrong case (issue 13).
+        wrong_case = CliRunner().invoke(cli, ["search", "--actor", "SUP-EXT-007", "--as", AUDITOR])
+        assert wrong_case.exit_code == 0
+        assert "did you mean 'sup-ext-007'?" in wrong_case.stderr
+        # report --json exists, and `stack status` knows the running worker.
+        as_json = CliRunner().invoke(
+            cli, ["report", "actor", "sup-ext-007", "--json", "--as", AUDITOR]
+        )
+        assert as_json.exit_code == 0 and json.loads(as_json.stdout.splitlines()[0])["event_id"]
+        status = CliRunner().invoke(cli, ["stack", "status", "--json"])
+        workers = [json.loads(line) for line in status.stdout.splitlines()]
+        assert any(w["name"] == "worker" and w["running"] for w in workers), status.stdout
+        # The pseudonym, for people: whole, on one line, ready to copy.
+        shown = CliRunner().invoke(cli, ["pseudonym", patient, "--as", AUDITOR])
+        whole = Pseudonymizer(Key("test", TEST_KEY.encode())).pseudonym(patient)
+        assert shown.exit_code == 0 and f"{whole}  (current key test)" in shown.stdout
+
         # The search shows the same flags (its alerts column was always empty).
         searched = _search("--actor", "sup-ext-007")
         assert searched and all(r["alerts"] == "support.unapproved_location" for r in searched)
@@ -159,7 +176,8 @@ def test_searches_and_reports_return_exactly_the_expected_accesses(
         refused = CliRunner().invoke(cli, ["search", "--json", "--practice", "p" * 200])
         assert refused.exit_code == 1 and not refused.output.lstrip().startswith("{")
 
-        searches = 9 + 5 + 1  # the searches, reports and look-up above: one access event each
+        # The searches, reports and look-ups above: one access event each.
+        searches = 10 + 6 + 2
         recorded = _wait_for_audit_events(isolated, searches, worker, log)
         assert len(recorded) == searches
         assert {doc["user"]["id"] for doc in recorded} == {LOOKER}
@@ -168,13 +186,13 @@ def test_searches_and_reports_return_exactly_the_expected_accesses(
         assert {look["proven_by"] for look in looks} == {"os_user"}
         assert {look["role"] for look in looks} == {"auditor"}
         assert {look["index"] for look in looks} == {isolated.history_index, None}
-        assert sum(look["kind"] == "pseudonym look-up" for look in looks) == 1
+        assert sum(look["kind"] == "pseudonym look-up" for look in looks) == 2
         pseudonym = Pseudonymizer(Key("test", TEST_KEY.encode())).pseudonym(patient)
         patient_searches = [
             d for d in recorded if d.get("health", {}).get("patient", {}).get("pseudonym")
         ]
         assert {d["health"]["patient"]["pseudonym"] for d in patient_searches} == {pseudonym}
-        assert len(patient_searches) == 4  # 3 searches and reports, 1 look-up
+        assert len(patient_searches) == 5  # 3 searches and reports, 2 look-ups
 
     _assert_wrong_keys_refused(patient, _ids(events, patient_id=patient), tmp_path, monkeypatch)
     _assert_raw_id_nowhere(isolated, patient)

@@ -10,7 +10,9 @@ import sys
 import pytest
 
 from detectors.registry import RULE_IDS
-from streams.settings import Settings
+from streams.settings import Settings, StackSettings
+from streams.stack import LocalStack
+from streams.stack.prometheus import registered_workers
 
 pytestmark = pytest.mark.integration
 
@@ -45,3 +47,7 @@ def test_demo_indexes_every_event_and_shows_an_alert_per_rule(isolated: Settings
     assert len(paged) == sum(r["alerts"] for r in per_rule if r["severity"] in {"high", "critical"})
     assert where["pages firing (Alertmanager)"] == "http://127.0.0.1:9093"
     assert where["metrics (Prometheus)"].startswith("http://127.0.0.1:9090/")
+    # Its worker stopped, and unregistered from Prometheus: no "worker down" alert left firing.
+    targets = LocalStack(StackSettings()).prometheus.targets_dir
+    assert [w for w in registered_workers(targets) if w.app_id == isolated.app_id] == []
+    assert not (targets / "default.json").exists()  # the static target that fired for ever

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
+from streams.cli import output
 from streams.cli.main import cli
 
 
@@ -67,3 +70,64 @@ def test_policy_check_names_the_bad_key(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "hri.max_patients: Input should be greater than or equal to 1" in result.stderr
+
+
+def test_policy_check_rejects_a_misspelt_rule_id_and_says_which(tmp_path: Path) -> None:
+    """Issue 13: the escalation of a typo'd rule id silently never applied."""
+    path = tmp_path / "policy.toml"
+    path.write_text('[severity]\n"hri.bulk_dowload" = "critical"\n')
+    result = _guetteur("policy", "check", str(path))
+    assert result.returncode == 1
+    assert "did you mean 'hri.bulk_download'" in result.stderr
+
+
+def test_errors_are_json_with_json(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('[severity]\n"nope" = "critical"\n')
+    result = _guetteur("policy", "check", str(path), "--json")
+    assert result.returncode == 1
+    error = json.loads(result.stdout)
+    assert error["exit"] == 1 and "'nope' is not a rule id" in error["error"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "2026-11-20", "--to", "2026-11-10"], "is after --to"),
+        (["--action", "bogus"], "'bogus' is not one of"),
+        (["--category", "medicl"], "'medicl' is not one of"),
+    ],
+)
+def test_search_input_errors_are_refused_with_a_hint(args: list[str], message: str) -> None:
+    """They used to answer "0 accesses", exit 0 (no Elasticsearch is needed to refuse them)."""
+    result = CliRunner().invoke(cli, ["search", *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_tables_keep_times_and_ids_whole_at_80_columns() -> None:
+    console = Console(file=io.StringIO(), width=80)
+    row = {
+        "time": "2026-11-16T10:16:02.123456+01:00",
+        "actor": "sup-ma-042",
+        "action": "view",
+        "practice": "prac-75-0012",
+        "alerts": "support.no_consent (false positive by ana: covers for the doctor on Mondays)",
+    }
+    output.emit([row], list(row), as_json=False, console=console)  # search's default columns
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert row["time"] in shown  # on one line, uncut (it was cut to the year)
+    assert "…" not in shown and max(len(line) for line in shown.splitlines()) <= 80
+    # Too many ids for 80 columns: everything still shows, folded, never cut.
+    wide = {**row, "event_id": "evt-2c0f9a3e-6b1d-4c55-9a57-0c2f3f1f9d1e", "session": "rs-1"}
+    console = Console(file=io.StringIO(), width=80)
+    output.emit([wide], list(wide), as_json=False, console=console)
+    assert "…" not in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def _guetteur(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli.main", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,9 @@ def test_a_pseudonym_look_up_that_cannot_be_recorded_prints_nothing() -> None:
         check=False,
     )
     assert result.returncode == 1, result.stderr
-    assert "cannot be recorded" in result.stderr and "Kafka" in result.stderr
+    error = json.loads(result.stdout)  # --json: the error too, as one JSON object
+    assert "cannot be recorded" in error["error"] and "Kafka" in error["error"]
+    assert error["exit"] == 1
     assert Pseudonymizer(Key("k9", SECRET.encode())).pseudonym("P-10045") not in result.stdout
     assert "P-10045" not in result.stdout + result.stderr
 
