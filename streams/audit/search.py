@@ -6,6 +6,8 @@ point in time freezes the view for the whole walk and ``search_after`` pages thr
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,3 +56,53 @@ def search_all(
             after = hits[-1]["sort"]
     finally:
         client.close_point_in_time(id=pit)
+
+
+def search_page(
+    client: Elasticsearch,
+    index: str,
+    query: dict[str, Any],
+    sort: list[dict[str, str]],
+    size: int,
+    after: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of documents and the cursor of the next one (None: that was the last).
+
+    For an API caller who pages at its own pace: no point in time to keep alive between its
+    requests, so the sort ends on a unique field (the document's id) and the cursor is the
+    last document's sort values. A page never stops short silently: no cursor means no more.
+    """
+    try:
+        response = client.search(
+            index=index,
+            query=query,
+            sort=sort,
+            size=size + 1,  # one more: is there a next page?
+            search_after=decode_cursor(after) if after else None,
+            track_total_hits=False,
+        )
+    except NotFoundError:
+        return [], None
+    hits = response["hits"]["hits"]
+    more = len(hits) > size
+    hits = hits[:size]
+    cursor = encode_cursor(hits[-1]["sort"]) if more and hits else None
+    return [hit["_source"] for hit in hits], cursor
+
+
+class BadCursorError(ValueError):
+    pass
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError:
+        raise BadCursorError("after: not a cursor this API gave") from None
+    if not isinstance(values, list):
+        raise BadCursorError("after: not a cursor this API gave")
+    return values

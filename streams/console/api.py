@@ -28,7 +28,7 @@ from streams import exceptions as live
 from streams import metrics
 from streams.audit import watch
 from streams.audit.keyring import KeyMismatchError, patient_pseudonyms
-from streams.audit.query import Filters
+from streams.audit.query import Filters, history_query
 from streams.audit.report import (
     COLUMNS,
     REPORTS,
@@ -39,7 +39,7 @@ from streams.audit.report import (
     scoped,
     write_csv,
 )
-from streams.audit.search import search_all, search_history
+from streams.audit.search import BadCursorError, decode_cursor, search_page
 from streams.console import tokens, triage
 from streams.console.tokens import Role, User
 from streams.pseudonym import Pseudonymizer
@@ -51,7 +51,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC = resources.files("streams.console") / "static"
 USER = web.RequestKey("user", User)
 
-MAX_ROWS = 10_000
+MAX_ROWS = 10_000  # per page
+PAGE_SIZE = 1_000
 
 
 def create_api(
@@ -174,18 +175,28 @@ class Console:
         return filters, raw
 
     async def search(self, request: web.Request) -> web.Response:
+        """A page of accesses (``size``, default 1000) and ``next``, the cursor of the following
+        page (``after=``), null on the last: no answer stops short silently at 10,000."""
         user = self.require(request, Role.AUDITOR)
         filters, raw = await self._filters(request)
+        size, after = _paging(request)
 
-        def run() -> list[dict[str, Any]]:
-            docs = search_history(self.client, self.settings, filters, MAX_ROWS)
+        def run() -> tuple[list[dict[str, Any]], str | None]:
+            docs, cursor = search_page(
+                self.client,
+                self.settings.history_index,
+                history_query(filters),
+                [{"@timestamp": "asc"}, {"event.id": "asc"}],
+                size,
+                after,
+            )
             rows = [history_row(doc) for doc in docs]
             flagged = flags(self.client, self.settings, [row["event_id"] for row in rows])
-            return [{**row, "alerts": flagged.get(row["event_id"])} for row in rows]
+            return [{**row, "alerts": flagged.get(row["event_id"])} for row in rows], cursor
 
-        rows = await asyncio.to_thread(run)
+        rows, cursor = await asyncio.to_thread(run)
         await self._record(user, "search", filters, len(rows), raw)
-        return web.json_response({"count": len(rows), "rows": rows})
+        return web.json_response({"count": len(rows), "rows": rows, "next": cursor})
 
     async def report(self, request: web.Request) -> web.Response:
         user = self.require(request, Role.AUDITOR)
@@ -224,24 +235,31 @@ class Console:
     # -- alerts and triage -----------------------------------------------------------------------
 
     async def alerts(self, request: web.Request) -> web.Response:
+        """Incidents, newest first, a page at a time (``size``, ``after``, ``next``), filtered
+        by triage ``status`` (default open), ``rule``, ``severity``, ``actor``, ``practice`` and
+        ``from``/``to`` (event time); each with its evidence ids and its triage history."""
         self.require(request, Role.ANALYST)
-        wanted = request.query.get("status", "open")
-        known = [status.value for status in triage.Status]
-        if wanted not in (*known, "all"):
-            raise _error(web.HTTPBadRequest, f"status: one of {', '.join(known)} or all")
+        query = _alerts_query(request)
+        size, after = _paging(request)
 
-        def run() -> list[dict[str, Any]]:
-            found = list(
-                search_all(self.client, self.settings.alerts_index, {"match_all": {}}, MAX_ROWS)
+        def run() -> tuple[list[dict[str, Any]], str | None]:
+            found, cursor = search_page(
+                self.client,
+                self.settings.alerts_index,
+                query,
+                [{"timestamp": "desc"}, {"alert_id": "asc"}],
+                size,
+                after,
             )
-            states = triage.statuses(self.client, self.settings, [a["alert_id"] for a in found])
+            ids = [a["alert_id"] for a in found]
+            histories = triage.histories(self.client, self.settings, ids)
             for alert in found:
-                alert["triage"] = states.get(alert["alert_id"], {"status": "open"})
-            return [a for a in found if wanted == "all" or a["triage"]["status"] == wanted]
+                alert.setdefault("triage", {"status": "open"})
+                alert["triage_history"] = histories.get(alert["alert_id"], [])
+            return found, cursor
 
-        alerts = await asyncio.to_thread(run)
-        alerts.sort(key=lambda a: a["timestamp"], reverse=True)
-        return web.json_response({"count": len(alerts), "alerts": alerts})
+        alerts, cursor = await asyncio.to_thread(run)
+        return web.json_response({"count": len(alerts), "alerts": alerts, "next": cursor})
 
     async def triage(self, request: web.Request) -> web.Response:
         """A triage decision; a false positive may carry ``exception`` ({"scope": [fields of
@@ -329,6 +347,54 @@ async def _json_object(request: web.Request, shape: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _error(web.HTTPBadRequest, f"the body must be a JSON object: {shape}")
     return body
+
+
+def _paging(request: web.Request) -> tuple[int, str | None]:
+    try:
+        size = int(request.query.get("size", PAGE_SIZE))
+    except ValueError:
+        size = 0
+    if not 1 <= size <= MAX_ROWS:
+        raise _error(web.HTTPBadRequest, f"size: a number from 1 to {MAX_ROWS}")
+    after = request.query.get("after") or None
+    if after is not None:
+        try:
+            decode_cursor(after)
+        except BadCursorError as exc:
+            raise _error(web.HTTPBadRequest, str(exc)) from None
+    return size, after
+
+
+def _alerts_query(request: web.Request) -> dict[str, Any]:
+    query = request.query
+    wanted = query.get("status", "open")
+    known = [status.value for status in triage.Status]
+    if wanted not in (*known, "all"):
+        raise _error(web.HTTPBadRequest, f"status: one of {', '.join(known)} or all")
+    clauses: list[dict[str, Any]] = []
+    if wanted == "open":
+        untriaged = {"bool": {"must_not": {"exists": {"field": "triage.status"}}}}
+        clauses.append({"bool": {"should": [untriaged, {"term": {"triage.status": "open"}}]}})
+    elif wanted != "all":
+        clauses.append({"term": {"triage.status": wanted}})
+    for name, field_name in (
+        ("rule", "rule_id"),
+        ("severity", "severity"),
+        ("actor", "actor_id"),
+        ("practice", "practice_id"),
+    ):
+        if query.get(name):
+            clauses.append({"term": {field_name: query[name]}})
+    window = {}
+    for name, bound in (("from", "gte"), ("to", "lte")):
+        if query.get(name):
+            try:
+                window[bound] = datetime.fromisoformat(query[name]).isoformat()
+            except ValueError:
+                raise _error(web.HTTPBadRequest, f"{name}: not an ISO date") from None
+    if window:
+        clauses.append({"range": {"timestamp": window}})
+    return {"bool": {"filter": clauses}} if clauses else {"match_all": {}}
 
 
 def _denied(request: web.Request, status: int, reason: str, name: str | None) -> None:

@@ -143,6 +143,19 @@ async def ending_pages(
     return {d["_id"] for d in found["docs"] if d.get("found") and d["_source"]["status"] in ending}
 
 
+def histories(
+    client: Elasticsearch, settings: Settings, alert_ids: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Every triage step (status, by, at, comment) per alert id, oldest first."""
+    if not alert_ids:
+        return {}
+    try:
+        found = client.mget(index=settings.triage_index, ids=alert_ids)["docs"]
+    except NotFoundError:
+        return {}
+    return {d["_id"]: list(d["_source"].get("history", [])) for d in found if d.get("found")}
+
+
 def statuses(client: Elasticsearch, settings: Settings, alert_ids: list[str]) -> dict[str, Any]:
     """Triage step per alert id (those that have one)."""
     if not alert_ids:

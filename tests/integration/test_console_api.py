@@ -368,3 +368,83 @@ def _paged(alertmanager: str, app_id: str) -> list[dict[str, Any]]:
     matcher = urllib.parse.quote(f'guetteur_app="{app_id}"')
     with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts?filter={matcher}") as answer:
         return list(json.load(answer))
+
+
+def test_searches_and_alerts_page_past_any_limit_and_filter(prepared: Settings) -> None:
+    """Issue 13: /api/search and /api/alerts used to stop at 10,000 rows without saying so."""
+    es = sync_client(prepared)
+    for n in range(25):
+        es.index(
+            index=prepared.history_month_index(2026, 11),
+            id=f"pg-{n:02d}",
+            document={
+                "@timestamp": f"2026-11-16T09:{n:02d}:00+00:00",
+                "event": {"id": f"pg-{n:02d}", "action": "view", "provider": "practice_app"},
+                "user": {"id": "dr-a", "roles": ["practitioner"]},
+                "health": {"practice": {"id": "prac-paged"}},
+            },
+        )
+    es.indices.refresh(index=prepared.history_month_index(2026, 11))
+    for n, (rule, actor) in enumerate(
+        [("support.no_consent", "sup-1"), ("hri.bulk_download", "dr-b")]
+    ):
+        other = ALERT.model_copy(
+            update={
+                "alert_id": f"page-alert-{n}",
+                "rule_id": rule,
+                "actor_id": actor,
+                "timestamp": datetime(2026, 11, 17, 9, n, tzinfo=UTC),
+            }
+        )
+        es.index(index=prepared.alerts_index, id=other.alert_id, document=alert_document(other))
+    es.indices.refresh(index=prepared.alerts_index)
+    auditor = tokens.create(es, prepared, "claire", tokens.Role.AUDITOR)
+    analyst = tokens.create(es, prepared, "ana", tokens.Role.ANALYST)
+
+    async def scenario() -> tuple[list[list[str]], dict[str, Any]]:
+        client = await _client(prepared)
+        try:
+            pages: list[list[str]] = []
+            after = ""
+            while True:
+                path = f"/api/search?practice=prac-paged&size=10&after={after}"
+                answer = await client.get(path, headers={"Authorization": f"Bearer {auditor}"})
+                body = await answer.json()
+                assert answer.status == 200, body
+                pages.append([row["event_id"] for row in body["rows"]])
+                if body["next"] is None:
+                    break
+                after = body["next"]
+            auth = {"Authorization": f"Bearer {analyst}"}
+            await client.post(
+                "/api/alerts/page-alert-1/triage", headers=auth, json={"status": "acknowledged"}
+            )
+            seen = {}
+            for name, query in {
+                "open": "status=open",
+                "acknowledged": "status=acknowledged",
+                "all_by_rule": "status=all&rule=hri.bulk_download",
+                "all_by_actor": "status=all&actor=sup-1",
+                "all_paged": "status=all&size=1",
+                "bad_size": "size=0",
+                "bad_cursor": "after=%21%21",
+                "bad_date": "from=yesterday",
+            }.items():
+                answer = await client.get(f"/api/alerts?{query}", headers=auth)
+                seen[name] = (answer.status, await answer.json())
+            return pages, seen
+        finally:
+            await client.close()
+
+    pages, seen = asyncio.run(scenario())
+    assert [len(page) for page in pages] == [10, 10, 5]
+    assert sorted(e for page in pages for e in page) == [f"pg-{n:02d}" for n in range(25)]
+    ids = {
+        name: [a["alert_id"] for a in body.get("alerts", [])] for name, (_, body) in seen.items()
+    }
+    assert "page-alert-1" not in ids["open"] and "page-alert-0" in ids["open"]
+    assert ids["acknowledged"] == ["page-alert-1"]
+    assert seen["acknowledged"][1]["alerts"][0]["triage_history"][0]["by"] == "ana"
+    assert ids["all_by_rule"] == ["page-alert-1"] and ids["all_by_actor"] == ["page-alert-0"]
+    assert len(ids["all_paged"]) == 1 and seen["all_paged"][1]["next"] is not None
+    assert [seen[n][0] for n in ("bad_size", "bad_cursor", "bad_date")] == [400, 400, 400]

@@ -53,7 +53,11 @@ async function runReport() {
       list.appendChild(item);
     }
     $("report-summary").textContent = `${report.count} access(es); this report is recorded too.`;
-  } catch (error) { say("Report failed: " + error.message); }
+  } catch (error) {
+    $("report-results").replaceChildren();
+    $("report-summary").textContent = "";  // never a stale count beside an error
+    say("Report failed: " + error.message);
+  }
 }
 
 async function runSearch() {
@@ -71,8 +75,13 @@ async function runSearch() {
       for (const key of ["time", "actor", "role", "action", "category", "practice", "session"]) cell(tr, row[key]);
       body.appendChild(tr);
     }
-    $("search-summary").textContent = `${result.count} access(es)`;
-  } catch (error) { say("Search failed: " + error.message); }
+    const more = result.next ? " shown; more match (narrow the search, or page the API with after=next)" : "";
+    $("search-summary").textContent = `${result.count} access(es)${more}`;
+  } catch (error) {
+    $("search-results").replaceChildren();
+    $("search-summary").textContent = "";  // never a stale count beside an error
+    say("Search failed: " + error.message);
+  }
 }
 
 async function triage(alertId, status, comment) {
