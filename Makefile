@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit integration system-deps stack-down clean bench
+.PHONY: demo test lint typecheck unit integration system-deps console-assets stack-down clean bench
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required; found " + sys.version.split()[0])'
@@ -20,7 +20,13 @@ $(STAMP): pyproject.toml constraints.txt
 system-deps:
 	@scripts/system-deps.sh
 
-demo: $(STAMP) system-deps
+# The console's charting library, from npm, pinned by the lock file (not kept in the repository).
+ASSETS := streams/console/assets
+console-assets: system-deps
+	@test -f $(ASSETS)/node_modules/chart.js/dist/chart.umd.min.js || \
+		npm ci --prefix $(ASSETS) --no-audit --no-fund --loglevel=error
+
+demo: $(STAMP) system-deps console-assets
 	$(BIN)/guetteur demo
 
 lint: $(STAMP)
@@ -30,7 +36,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) system-deps lint typecheck
+test: $(STAMP) system-deps console-assets lint typecheck
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -47,4 +53,4 @@ stack-down: $(STAMP)
 	$(BIN)/guetteur stack down
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-output
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-output $(ASSETS)/node_modules

@@ -18,6 +18,8 @@ command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 # Headless Chromium and its WebDriver, for the console's browser test.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# npm fetches the console's web assets (Chart.js) at set-up.
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -15,8 +15,9 @@ import io
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +42,7 @@ from streams.audit.report import (
 )
 from streams.audit.search import BadCursorError, decode_cursor, search_page
 from streams.console import tokens, triage
+from streams.console.overview import overview as team_overview
 from streams.console.tokens import Role, User
 from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC = resources.files("streams.console") / "static"
+CHART_LIBRARY = Path(__file__).parent / "assets/node_modules/chart.js/dist/chart.umd.min.js"
 USER = web.RequestKey("user", User)
 
 MAX_ROWS = 10_000  # per page
@@ -63,6 +66,8 @@ def create_api(
     app.router.add_get("/", api.index)
     app.router.add_get("/metrics", api.metrics)
     app.router.add_get("/console.js", api.script)
+    app.router.add_get("/vendor/chart.umd.min.js", api.chart_library)
+    app.router.add_get("/api/overview", api.overview)
     app.router.add_get("/api/whoami", api.whoami)
     app.router.add_get("/api/search", api.search)
     app.router.add_get("/api/reports/{kind}", api.report)
@@ -127,6 +132,23 @@ class Console:
             text=STATIC.joinpath("console.js").read_text(), content_type="application/javascript"
         )
 
+    async def chart_library(self, request: web.Request) -> web.Response:
+        """Chart.js, fetched from npm at set-up (``make console-assets``), served from here:
+        the console loads nothing from a CDN."""
+        if not CHART_LIBRARY.is_file():
+            raise _error(web.HTTPServiceUnavailable, "run `make console-assets` (npm) first")
+        return web.Response(body=CHART_LIBRARY.read_bytes(), content_type="application/javascript")
+
+    async def overview(self, request: web.Request) -> web.Response:
+        """The team's numbers over ``from``..``to`` (event time; default the last 30 days)."""
+        self.require(request, Role.ANALYST)
+        end = _moment(request, "to") or datetime.now(UTC)
+        start = _moment(request, "from") or end - timedelta(days=30)
+        if start > end:
+            raise _error(web.HTTPBadRequest, "from is after to; swap them")
+        numbers = await asyncio.to_thread(team_overview, self.client, self.settings, start, end)
+        return web.json_response(numbers)
+
     async def whoami(self, request: web.Request) -> web.Response:
         user = request[USER]
         return web.json_response({"name": user.name, "role": user.role.value})
@@ -171,6 +193,8 @@ class Console:
             source=tuple(query.getall("source", [])),
             start=moment("from"),
             end=moment("to"),
+            # An incident's evidence, by event id (the console's incident view).
+            extra={"event.id": query.getall("event")} if "event" in query else {},
         )
         return filters, raw
 
@@ -347,6 +371,17 @@ async def _json_object(request: web.Request, shape: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _error(web.HTTPBadRequest, f"the body must be a JSON object: {shape}")
     return body
+
+
+def _moment(request: web.Request, name: str) -> datetime | None:
+    value = request.query.get(name)
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _error(web.HTTPBadRequest, f"{name}: not an ISO date") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _paging(request: web.Request) -> tuple[int, str | None]:

@@ -8,9 +8,11 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium import webdriver
@@ -28,6 +30,7 @@ from streams.producer import publish
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
+from tests.conftest import RunningStack
 from tests.helpers import free_ports, stored_history
 
 pytestmark = pytest.mark.integration
@@ -55,13 +58,13 @@ def browser() -> Iterator[WebDriver]:
         driver.quit()
 
 
-def _console(port: int, log: Path) -> subprocess.Popen[bytes]:
+def _console(port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli.main", "console", "--port", str(port)],
             stdout=output,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ),
+            env={**os.environ, **env},
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -143,6 +146,32 @@ def test_sign_in_run_a_patient_report_and_triage_an_alert(
                 )
             )
             browser.save_screenshot(str(OUTPUT / "console-after-triage.png"))
+
+            # The overview (issue 13): charts drawn by Chart.js, served by the console itself.
+            numbers = _overview(port, token)
+            alerts = sync_client(isolated).count(index=isolated.alerts_index)["count"]
+            assert sum(r["count"] for r in numbers["alerts_by_severity"]) == alerts
+            assert sum(r["count"] for r in numbers["alerts_by_triage"]) == alerts
+            assert {"key": "true_positive", "count": 1} in numbers["alerts_by_triage"]
+            browser.execute_script(
+                "document.getElementById('overview-from').value = '2026-11-01';"
+                "document.getElementById('overview-to').value = '2026-11-30';"
+            )
+            browser.find_element(By.ID, "load-overview").click()
+            wait.until(
+                expected_conditions.text_to_be_present_in_element(
+                    (By.ID, "overview-summary"), f"{alerts} alert(s)"
+                )
+            )
+            drawn = browser.execute_script(
+                "return ['chart-alerts', 'chart-triage', 'chart-actors', 'chart-practices',"
+                " 'chart-exports', 'chart-activity']"
+                ".filter(id => Chart.getChart(document.getElementById(id))).length"
+            )
+            assert drawn == 6
+            section = browser.find_element(By.ID, "overview-section")
+            browser.execute_script("arguments[0].scrollIntoView()", section)
+            section.screenshot(str(OUTPUT / "overview.png"))
         finally:
             console.terminate()
             console.wait(10)
@@ -151,3 +180,105 @@ def test_sign_in_run_a_patient_report_and_triage_an_alert(
     assert record is not None and record["status"] == "true_positive"
     assert record["by"] == "claire" and record["comment"] == "confirmed with the practice"
     assert (OUTPUT / "console.png").stat().st_size > 10_000
+    assert (OUTPUT / "overview.png").stat().st_size > 10_000
+
+
+def _overview(port: int, token: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/overview?from=2026-11-01T00:00:00%2B00:00"
+        "&to=2026-11-30T23:59:59%2B00:00",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        found: dict[str, Any] = json.load(answer)
+    return found
+
+
+PAGING = {"GUETTEUR_PAGE_SEVERITIES": "low,medium,high,critical"}
+
+
+def test_filter_open_an_incident_see_its_evidence_and_make_it_a_false_positive(
+    isolated: Settings, browser: WebDriver, stack: RunningStack, tmp_path: Path
+) -> None:
+    """Issue 13's analyst flow: filter the alerts, open an incident, see its evidence, call it a
+    false positive with an exception, and see its page resolve."""
+    day = simulate(practices=2, days=1, seed=41)
+    ensure_topics(isolated)
+    publish(isolated, isolated.topic_events, [json.dumps(e).encode() for e in day.events])
+    log = tmp_path / "worker.log"
+    env = {"GUETTEUR_POLICY_FILE": str(DEMO_POLICY), **PAGING}
+    with WorkerProcess(log, env=env) as worker:
+        _wait_for_alerts(isolated, worker, log)
+        rule = "support.unapproved_location"
+        target = _indexed_alert(isolated, rule)
+        alertmanager = stack.settings.alertmanager_url
+        _until(lambda: target["alert_id"] in _paged(alertmanager, isolated.app_id))
+        token = tokens.create(sync_client(isolated), isolated, "ana", tokens.Role.ADMIN)
+        port = free_ports(1)[0]
+        console = _console(port, tmp_path / "console.log", **PAGING)
+        try:
+            wait = WebDriverWait(browser, 30)
+            browser.get(f"http://127.0.0.1:{port}/")
+            browser.find_element(By.ID, "token").send_keys(token)
+            browser.find_element(By.ID, "login").click()
+            wait.until(expected_conditions.visibility_of_element_located((By.ID, "alerts-rule")))
+            browser.find_element(By.ID, "alerts-rule").send_keys(rule)
+            browser.find_element(By.ID, "load-alerts").click()
+            wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#alerts tr"))
+            rows = browser.find_elements(By.CSS_SELECTOR, "#alerts tr")
+            assert [r.get_attribute("data-alert-id") for r in rows] == [target["alert_id"]]
+            rows[0].find_element(By.CLASS_NAME, "open-incident").click()
+            wait.until(
+                lambda b: (
+                    len(b.find_elements(By.CSS_SELECTOR, "#incident-evidence li"))
+                    == target["event_count"]
+                )
+            )
+            evidence = browser.find_element(By.ID, "incident-evidence").text
+            assert target["actor_id"] in evidence
+            browser.find_element(By.ID, "exception-reason").send_keys("travels for the vendor")
+            browser.execute_script(
+                "document.getElementById('exception-expires').value = '2027-01-31'"
+            )
+            incident = browser.find_element(By.ID, "incident")
+            browser.execute_script("arguments[0].scrollIntoView()", incident)
+            OUTPUT.mkdir(exist_ok=True)
+            incident.screenshot(str(OUTPUT / "incident.png"))
+            browser.find_element(By.ID, "false-positive-with-exception").click()
+            try:
+                wait.until(
+                    expected_conditions.text_to_be_present_in_element(
+                        (By.ID, "message"), "page resolved"
+                    )
+                )
+            except Exception:
+                raise AssertionError(browser.find_element(By.ID, "message").text) from None
+        finally:
+            console.terminate()
+            console.wait(10)
+    assert target["alert_id"] not in _paged(alertmanager, isolated.app_id)
+    record = current(sync_client(isolated), isolated, target["alert_id"])
+    assert record is not None and record["status"] == "false_positive"
+    assert record["comment"] == "travels for the vendor"
+
+
+def _indexed_alert(settings: Settings, rule_id: str) -> dict[str, Any]:
+    client = sync_client(settings)
+    client.indices.refresh(index=settings.alerts_index)
+    hits = client.search(index=settings.alerts_index, query={"term": {"rule_id": rule_id}})
+    [hit] = hits["hits"]["hits"]
+    found: dict[str, Any] = hit["_source"]
+    return found
+
+
+def _paged(alertmanager: str, app_id: str) -> set[str]:
+    matcher = urllib.parse.quote(f'guetteur_app="{app_id}"')
+    with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts?filter={matcher}") as answer:
+        return {a["labels"]["alert_id"] for a in json.load(answer)}
+
+
+def _until(done: Any, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(1)
