@@ -20,7 +20,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from streams.console import tokens
 from streams.console.triage import current
@@ -128,6 +128,28 @@ def test_sign_in_run_a_patient_report_and_triage_an_alert(
             )
             lines = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#report-results li")]
             assert len(lines) == expected and all(patient not in line for line in lines)
+
+            # An actor's report next to the patient's, and a dated search with its alerts.
+            Select(browser.find_element(By.ID, "report-kind")).select_by_value("actor")
+            subject = browser.find_element(By.ID, "patient")
+            subject.clear()
+            subject.send_keys("sup-ext-007")
+            browser.find_element(By.ID, "run-report").click()
+            by_actor = sum(1 for e in day.events if e["actor"]["id"] == "sup-ext-007")
+            wait.until(
+                lambda b: len(b.find_elements(By.CSS_SELECTOR, "#report-results li")) == by_actor
+            )
+            browser.find_element(By.ID, "search-actor").send_keys("sup-ext-007")
+            browser.execute_script(
+                "document.getElementById('search-from').value = '2026-11-16';"
+                "document.getElementById('search-to').value = '2026-11-16';"
+            )
+            browser.find_element(By.ID, "run-search").click()
+            wait.until(
+                lambda b: len(b.find_elements(By.CSS_SELECTOR, "#search-results tr")) == by_actor
+            )
+            flagged = browser.find_elements(By.CSS_SELECTOR, "#search-results tr.alert")
+            assert flagged and "support.unapproved_location" in flagged[0].text
 
             browser.find_element(By.ID, "load-alerts").click()
             wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#alerts tr"))

@@ -47,11 +47,12 @@ async function login() {
 }
 
 async function runReport() {
-  const params = new URLSearchParams({ patient: $("patient").value.trim() });
+  const kind = $("report-kind").value;  // patient, actor or practice: the id filters on it
+  const params = new URLSearchParams({ [kind]: $("patient").value.trim() });
   if ($("report-from").value) params.set("from", localDay($("report-from").value, false));
   if ($("report-to").value) params.set("to", localDay($("report-to").value, true));
   try {
-    const report = await api("/api/reports/patient?" + params);
+    const report = await api(`/api/reports/${kind}?` + params);
     const list = $("report-results");
     list.replaceChildren();
     for (const row of report.rows) {
@@ -74,13 +75,17 @@ async function runSearch() {
     const value = $("search-" + name).value.trim();
     if (value) params.set(name, value);
   }
+  if ($("search-from").value) params.set("from", localDay($("search-from").value, false));
+  if ($("search-to").value) params.set("to", localDay($("search-to").value, true));
   try {
     const result = await api("/api/search?" + params);
     const body = $("search-results");
     body.replaceChildren();
     for (const row of result.rows) {
       const tr = document.createElement("tr");
-      for (const key of ["time", "actor", "role", "action", "category", "practice", "session"]) cell(tr, row[key]);
+      cell(tr, new Date(row.time).toLocaleString());
+      for (const key of ["actor", "role", "action", "category", "practice", "session", "alerts"]) cell(tr, row[key]);
+      if (row.alerts) tr.className = "alert";
       body.appendChild(tr);
     }
     const more = result.next ? " shown; more match (narrow the search, or page the API with after=next)" : "";
