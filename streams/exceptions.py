@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,28 @@ def delete(
     _log_change(client, settings, "deleted", current, by, why)
     publish_records(settings, settings.exceptions_topic, [Record(None, exception_id.encode())])
     return current
+
+
+def expire(
+    client: Elasticsearch,
+    settings: Settings,
+    exception_id: str,
+    by: str,
+    why: str,
+    now: datetime | None = None,
+) -> DetectionException:
+    """End an exception now (it stays listed, as expired, and still covers what came before)."""
+    current = read_all(settings).by_id.get(exception_id)
+    if current is None:
+        raise ExceptionError(f"no exception {exception_id}; see `guetteur exceptions list`")
+    if len(why.strip()) < 3:
+        raise ExceptionError("expiring an exception needs a reason")
+    moment = max(now or datetime.now(UTC), current.starts + timedelta(microseconds=1))
+    ended = current.model_copy(update={"expires": min(current.expires, moment)})
+    _log_change(client, settings, "expired", ended, by, why)
+    value = ended.model_dump_json().encode()
+    publish_records(settings, settings.exceptions_topic, [Record(value, exception_id.encode())])
+    return ended
 
 
 def read_all(settings: Settings) -> Exceptions:

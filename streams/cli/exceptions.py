@@ -84,10 +84,26 @@ def delete(exception_id: str, reason: str, as_json: bool) -> None:
     emit_record(_row(gone.model_dump(mode="json")), as_json=as_json, title="exception deleted")
 
 
+@exceptions.command("expire")
+@click.argument("exception_id")
+@click.option("--reason", required=True, help="Why it ends now.")
+@click.option("--json", "as_json", is_flag=True)
+def expire(exception_id: str, reason: str, as_json: bool) -> None:
+    """End an exception now: later findings alert again; it stays listed (`list --all`)."""
+    settings = load(Settings)
+    client = sync_client(settings)
+    prepare(client, settings)
+    try:
+        ended = live.expire(client, settings, exception_id, getpass.getuser(), reason)
+    except live.ExceptionError as exc:
+        raise click.ClickException(str(exc)) from None
+    emit_record(_row(ended.model_dump(mode="json")), as_json=as_json, title="exception expired")
+
+
 @exceptions.command("history")
 @click.option("--json", "as_json", is_flag=True)
 def history(as_json: bool) -> None:
-    """Every change to the exceptions: created and deleted, by whom, when, why."""
+    """Every change to the exceptions: created, expired, deleted; by whom, when, why."""
     settings = load(Settings)
     changes = live.history(sync_client(settings), settings)
     rows = [

@@ -5,6 +5,7 @@ fires, and the accesses stay in the history and reports."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import time
 import urllib.parse
@@ -83,8 +84,24 @@ def test_a_false_positive_with_an_exception_closes_the_loop(
     rows = {r["event_id"]: r for r in map(json.loads, report.stdout.splitlines())}
     assert set(target["event_ids"]) <= set(rows)
     assert "false positive by ana: works there on Mondays" in rows[target["event_ids"][0]]["alerts"]
+    # Expiring and deleting are recorded too; an expired one stays listed with --all.
+    exception_id = exception["exception_id"]
+    for args in (["expire", exception_id], ["delete", exception_id]):
+        done = CliRunner().invoke(cli, ["exceptions", *args, "--reason", "no longer at Monday"])
+        assert done.exit_code == 0, done.output
+        if args[0] == "expire":
+            assert _listed() == [] and _listed("--all") == [exception_id]
+    assert _listed("--all") == []
     changes = CliRunner().invoke(cli, ["exceptions", "history", "--json"])
-    assert [json.loads(line)["change"] for line in changes.stdout.splitlines()] == ["created"]
+    history = [json.loads(line) for line in changes.stdout.splitlines()]
+    assert [c["change"] for c in history] == ["created", "expired", "deleted"]
+    assert {c["by"] for c in history[1:]} == {getpass.getuser()}
+
+
+def _listed(*flags: str) -> list[str]:
+    listed = CliRunner().invoke(cli, ["exceptions", "list", "--json", *flags])
+    assert listed.exit_code == 0, listed.output
+    return [json.loads(line)["exception_id"] for line in listed.stdout.splitlines()]
 
 
 def _a_role_incident(expected: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -131,3 +131,22 @@ def _guetteur(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
     )
+
+
+def test_dlq_list_is_readable_at_80_columns() -> None:
+    """It used to wrap a word per line: six columns in 80. The default now shows four."""
+    from streams.cli.dlq import NARROW
+
+    letter = {
+        "dlq_position": "0:12",
+        "dead_lettered_at": "2026-11-16T10:16:02.123456+00:00",
+        "reason": "contract_violation",
+        "detail": "actor.country: String should match pattern '^[A-Z]{2}$'",
+        "source_topic": "access-events",
+        "source_position": "3:4567",
+    }
+    console = Console(file=io.StringIO(), width=80)
+    output.emit([letter], NARROW, as_json=False, console=console)
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) <= 7  # 3 lines of header, the letter on at most 3, the bottom rule
+    assert any("contract_violation" in line and "3:4567" in line for line in lines)
