@@ -11,7 +11,6 @@ within seconds, without a restart; the detectors consult the same ``Exceptions``
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from detectors.exceptions import DetectionException, Exceptions
 from detectors.registry import RULE_IDS
+from streams.audit.search import search_all
 from streams.producer import Record, publish_records
 from streams.settings import ConfigError, Settings
 from streams.topics import read_topic
@@ -225,8 +225,6 @@ def _log_change(
 
 def history(client: Elasticsearch, settings: Settings) -> list[dict[str, Any]]:
     """Every recorded change, oldest first."""
-    from streams.audit.search import search_all
-
     return list(search_all(client, settings.exception_log_index, {"match_all": {}}))
 
 
@@ -237,7 +235,3 @@ def _readable(exc: ValueError) -> str:
             f"{'.'.join(str(p) for p in e['loc']) or 'exception'}: {e['msg']}" for e in errors()
         )
     return str(exc)
-
-
-def dumps(exceptions: Exceptions) -> list[str]:
-    return [json.dumps(e.model_dump(mode="json")) for e in exceptions.by_id.values()]
