@@ -54,7 +54,7 @@ def history_document(
             authorization_ref=data.get("authorization_ref"),
         ),
         consent=data.get("consent") or None,  # its fields are values, never objects
-        attributes=data.get("attributes"),  # kept as sent, even empty
+        attributes=data.get("attributes"),  # as minimised at ingestion, even empty
     )
     return document
 
