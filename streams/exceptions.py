@@ -59,22 +59,15 @@ def new_exception(
 def create(client: Elasticsearch, settings: Settings, exception: DetectionException) -> None:
     """Live in every worker once Kafka acknowledges; logged in Elasticsearch first."""
     _log_change(client, settings, "created", exception, exception.approved_by, exception.reason)
-    value = exception.model_dump_json().encode()
-    publish_records(
-        settings, settings.exceptions_topic, [Record(value, exception.exception_id.encode())]
-    )
+    _publish(settings, exception.exception_id, exception)
 
 
 def delete(
     client: Elasticsearch, settings: Settings, exception_id: str, by: str, why: str
 ) -> DetectionException:
-    current = read_all(settings).by_id.get(exception_id)
-    if current is None:
-        raise ExceptionError(f"no exception {exception_id}; see `guetteur exceptions list`")
-    if len(why.strip()) < 3:
-        raise ExceptionError("deleting an exception needs a reason")
+    current = _existing(settings, exception_id, why, "deleting")
     _log_change(client, settings, "deleted", current, by, why)
-    publish_records(settings, settings.exceptions_topic, [Record(None, exception_id.encode())])
+    _publish(settings, exception_id, None)
     return current
 
 
@@ -87,17 +80,28 @@ def expire(
     now: datetime | None = None,
 ) -> DetectionException:
     """End an exception now (it stays listed, as expired, and still covers what came before)."""
+    current = _existing(settings, exception_id, why, "expiring")
+    moment = max(now or datetime.now(UTC), current.starts + timedelta(microseconds=1))
+    ended = current.model_copy(update={"expires": min(current.expires, moment)})
+    _log_change(client, settings, "expired", ended, by, why)
+    _publish(settings, exception_id, ended)
+    return ended
+
+
+def _existing(settings: Settings, exception_id: str, why: str, doing: str) -> DetectionException:
+    """The exception a change is about, and a reason for the change, or a clear error."""
     current = read_all(settings).by_id.get(exception_id)
     if current is None:
         raise ExceptionError(f"no exception {exception_id}; see `guetteur exceptions list`")
     if len(why.strip()) < 3:
-        raise ExceptionError("expiring an exception needs a reason")
-    moment = max(now or datetime.now(UTC), current.starts + timedelta(microseconds=1))
-    ended = current.model_copy(update={"expires": min(current.expires, moment)})
-    _log_change(client, settings, "expired", ended, by, why)
-    value = ended.model_dump_json().encode()
+        raise ExceptionError(f"{doing} an exception needs a reason")
+    return current
+
+
+def _publish(settings: Settings, exception_id: str, exception: DetectionException | None) -> None:
+    """Its new version on the topic, or a tombstone (``None``): compaction keeps the last."""
+    value = exception.model_dump_json().encode() if exception is not None else None
     publish_records(settings, settings.exceptions_topic, [Record(value, exception_id.encode())])
-    return ended
 
 
 def read_all(settings: Settings) -> Exceptions:

@@ -4,11 +4,13 @@ delete, history). Live in every worker within seconds; recorded with who, when a
 from __future__ import annotations
 
 import getpass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
+from detectors.exceptions import DetectionException
 from streams import exceptions as live
 from streams.cli.history import Moment
 from streams.cli.output import emit, emit_record
@@ -74,14 +76,7 @@ def list_(everything: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def delete(exception_id: str, reason: str, as_json: bool) -> None:
     """Delete an exception: its findings alert again from now on."""
-    settings = load(Settings)
-    client = sync_client(settings)
-    prepare(client, settings)
-    try:
-        gone = live.delete(client, settings, exception_id, getpass.getuser(), reason)
-    except live.ExceptionError as exc:
-        raise click.ClickException(str(exc)) from None
-    emit_record(_row(gone.model_dump(mode="json")), as_json=as_json, title="exception deleted")
+    _change(live.delete, exception_id, reason, as_json, "exception deleted")
 
 
 @exceptions.command("expire")
@@ -90,14 +85,25 @@ def delete(exception_id: str, reason: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def expire(exception_id: str, reason: str, as_json: bool) -> None:
     """End an exception now: later findings alert again; it stays listed (`list --all`)."""
+    _change(live.expire, exception_id, reason, as_json, "exception expired")
+
+
+def _change(
+    change: Callable[..., DetectionException],
+    exception_id: str,
+    reason: str,
+    as_json: bool,
+    title: str,
+) -> None:
+    """A recorded change to one exception, made by the OS user; printed as it now stands."""
     settings = load(Settings)
     client = sync_client(settings)
     prepare(client, settings)
     try:
-        ended = live.expire(client, settings, exception_id, getpass.getuser(), reason)
+        changed = change(client, settings, exception_id, getpass.getuser(), reason)
     except live.ExceptionError as exc:
         raise click.ClickException(str(exc)) from None
-    emit_record(_row(ended.model_dump(mode="json")), as_json=as_json, title="exception expired")
+    emit_record(_row(changed.model_dump(mode="json")), as_json=as_json, title=title)
 
 
 @exceptions.command("history")

@@ -147,21 +147,25 @@ def histories(
     client: Elasticsearch, settings: Settings, alert_ids: list[str]
 ) -> dict[str, list[dict[str, Any]]]:
     """Every triage step (status, by, at, comment) per alert id, oldest first."""
-    if not alert_ids:
-        return {}
-    try:
-        found = client.mget(index=settings.triage_index, ids=alert_ids)["docs"]
-    except NotFoundError:
-        return {}
-    return {d["_id"]: list(d["_source"].get("history", [])) for d in found if d.get("found")}
+    found = _records(client, settings, alert_ids)
+    return {alert_id: list(record.get("history", [])) for alert_id, record in found.items()}
 
 
 def statuses(client: Elasticsearch, settings: Settings, alert_ids: list[str]) -> dict[str, Any]:
     """Triage step per alert id (those that have one)."""
+    return {
+        alert_id: step(record) for alert_id, record in _records(client, settings, alert_ids).items()
+    }
+
+
+def _records(
+    client: Elasticsearch, settings: Settings, alert_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The triage records of these alerts, by alert id (those that have one)."""
     if not alert_ids:
         return {}
     try:
         found = client.mget(index=settings.triage_index, ids=alert_ids)["docs"]
     except NotFoundError:
         return {}
-    return {doc["_id"]: step(doc["_source"]) for doc in found if doc.get("found")}
+    return {doc["_id"]: doc["_source"] for doc in found if doc.get("found")}
