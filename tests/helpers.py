@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 # The smallest event the contract accepts: every required field, nothing else.
@@ -38,3 +43,23 @@ def stored_history(client: Any, settings: Any, ids: list[str] | None = None) -> 
     except NotFoundError:
         return {}
     return {hit["_id"]: hit["_source"] for hit in hits["hits"]["hits"]}
+
+
+def paged(alertmanager: str, app_id: str) -> list[dict[str, Any]]:
+    """This worker's active pages: the shared Alertmanager also holds other tests' and demos'."""
+    matcher = urllib.parse.quote(f'guetteur_app="{app_id}"')
+    url = f"{alertmanager}/api/v2/alerts?filter={matcher}"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return list(json.load(answer))
+
+
+def paged_ids(alertmanager: str, app_id: str) -> set[str]:
+    return {alert["labels"]["alert_id"] for alert in paged(alertmanager, app_id)}
+
+
+def wait_until(done: Callable[[], bool], seconds: float = 60) -> None:
+    """Poll ``done`` each second; fail the test when ``seconds`` pass first."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(1)

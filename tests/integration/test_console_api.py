@@ -31,6 +31,7 @@ from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
 from streams.topics import ensure_topics, read_topic
 from tests.conftest import TEST_KEY, RunningStack
+from tests.helpers import paged
 
 pytestmark = pytest.mark.integration
 
@@ -303,7 +304,7 @@ def test_a_false_positive_resolves_its_page_at_once_and_new_evidence_does_not_ri
     alertmanager = stack.settings.alertmanager_url
     now = datetime.now(UTC)
     _post(f"{alertmanager}/api/v2/alerts", [alertmanager_alert(ALERT, settings, now)])
-    assert [a["labels"]["alert_id"] for a in _paged(alertmanager, settings.app_id)] == [
+    assert [a["labels"]["alert_id"] for a in paged(alertmanager, settings.app_id)] == [
         ALERT.alert_id
     ]
     es = sync_client(settings)
@@ -332,7 +333,7 @@ def test_a_false_positive_resolves_its_page_at_once_and_new_evidence_does_not_ri
 
     record = asyncio.run(scenario())
     assert record["page"] == "resolved"
-    assert _paged(alertmanager, settings.app_id) == []
+    assert paged(alertmanager, settings.app_id) == []
 
     # The worker's pager, given new evidence for the incident, keeps its page resolved.
     grown = ALERT.model_copy(update={"event_ids": ["e1", "e2"], "event_count": 2})
@@ -348,7 +349,7 @@ def test_a_false_positive_resolves_its_page_at_once_and_new_evidence_does_not_ri
             await client.close()
 
     asyncio.run(page_again())
-    assert _paged(alertmanager, settings.app_id) == []
+    assert paged(alertmanager, settings.app_id) == []
 
     # Reports show the decision next to the flagged access.
     assert flags(es, settings, ["e1"]) == {
@@ -362,12 +363,6 @@ def _post(url: str, body: Any) -> None:
     )
     with urllib.request.urlopen(request, timeout=10):
         pass
-
-
-def _paged(alertmanager: str, app_id: str) -> list[dict[str, Any]]:
-    matcher = urllib.parse.quote(f'guetteur_app="{app_id}"')
-    with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts?filter={matcher}") as answer:
-        return list(json.load(answer))
 
 
 def test_searches_and_alerts_page_past_any_limit_and_filter(prepared: Settings) -> None:

@@ -31,7 +31,7 @@ from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 from tests.conftest import RunningStack
-from tests.helpers import free_ports, stored_history
+from tests.helpers import free_ports, paged_ids, stored_history, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -234,7 +234,7 @@ def test_filter_open_an_incident_see_its_evidence_and_make_it_a_false_positive(
         rule = "support.unapproved_location"
         target = _indexed_alert(isolated, rule)
         alertmanager = stack.settings.alertmanager_url
-        _until(lambda: target["alert_id"] in _paged(alertmanager, isolated.app_id))
+        wait_until(lambda: target["alert_id"] in paged_ids(alertmanager, isolated.app_id))
         token = tokens.create(sync_client(isolated), isolated, "ana", tokens.Role.ADMIN)
         port = free_ports(1)[0]
         console = _console(port, tmp_path / "console.log", **PAGING)
@@ -278,7 +278,7 @@ def test_filter_open_an_incident_see_its_evidence_and_make_it_a_false_positive(
         finally:
             console.terminate()
             console.wait(10)
-    assert target["alert_id"] not in _paged(alertmanager, isolated.app_id)
+    assert target["alert_id"] not in paged_ids(alertmanager, isolated.app_id)
     record = current(sync_client(isolated), isolated, target["alert_id"])
     assert record is not None and record["status"] == "false_positive"
     assert record["comment"] == "travels for the vendor"
@@ -291,16 +291,3 @@ def _indexed_alert(settings: Settings, rule_id: str) -> dict[str, Any]:
     [hit] = hits["hits"]["hits"]
     found: dict[str, Any] = hit["_source"]
     return found
-
-
-def _paged(alertmanager: str, app_id: str) -> set[str]:
-    matcher = urllib.parse.quote(f'guetteur_app="{app_id}"')
-    with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts?filter={matcher}") as answer:
-        return {a["labels"]["alert_id"] for a in json.load(answer)}
-
-
-def _until(done: Any, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not done():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(1)

@@ -8,8 +8,6 @@ import asyncio
 import getpass
 import json
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 from tests.conftest import TEST_KEY, RunningStack
+from tests.helpers import paged_ids, wait_until
 from tests.integration.test_detection_stream import ENV, indexed, offline, wait_for_alerts
 
 pytestmark = pytest.mark.integration
@@ -47,13 +46,13 @@ def test_a_false_positive_with_an_exception_closes_the_loop(
     log = tmp_path / "worker.log"
     with WorkerProcess(log, env=env) as worker:
         wait_for_alerts(isolated, expected, worker, log)
-        _wait(lambda: target["alert_id"] in _paged(alertmanager, isolated.app_id))
+        wait_until(lambda: target["alert_id"] in paged_ids(alertmanager, isolated.app_id))
 
         # The analyst: a false positive, and an exception for this actor at this practice.
         console = isolated.model_copy(update={"page_severities": env["GUETTEUR_PAGE_SEVERITIES"]})
         record = asyncio.run(_false_positive(console, target))
         assert record["page"] == "resolved"
-        assert target["alert_id"] not in _paged(alertmanager, isolated.app_id)
+        assert target["alert_id"] not in paged_ids(alertmanager, isolated.app_id)
         exception = record["exception"]
         assert exception["from_alert"] == target["alert_id"] and exception["approved_by"] == "ana"
         time.sleep(2)  # every worker follows the exceptions topic (polled each second)
@@ -64,7 +63,7 @@ def test_a_false_positive_with_an_exception_closes_the_loop(
         others = [i for i, a in expected.items() if not _covered(a, target)]
         assert others
         client = sync_client(isolated)
-        _wait(lambda: all(_replayed(indexed(client, isolated).get(i)) for i in others), 180)
+        wait_until(lambda: all(_replayed(indexed(client, isolated).get(i)) for i in others), 180)
         after = indexed(client, isolated)
         assert after[target["alert_id"]]["event_ids"] == target["event_ids"]
         assert not any(_covered(a, target) and _replayed(a) for a in after.values())
@@ -144,16 +143,3 @@ async def _false_positive(settings: Settings, target: dict[str, Any]) -> dict[st
         return record
     finally:
         await client.close()
-
-
-def _paged(alertmanager: str, app_id: str) -> set[str]:
-    matcher = urllib.parse.quote(f'guetteur_app="{app_id}"')
-    with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts?filter={matcher}") as answer:
-        return {a["labels"]["alert_id"] for a in json.load(answer)}
-
-
-def _wait(done: Any, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not done():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(1)

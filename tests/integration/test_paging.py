@@ -22,6 +22,7 @@ from streams.stack.prometheus import add_scrape_target
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 from tests.conftest import RunningStack
+from tests.helpers import paged as current_pages
 from tests.helpers import stored_history
 from tests.integration.test_detection_stream import ENV, offline, wait_for_alerts
 
@@ -33,12 +34,6 @@ RESOLVE_SECONDS = 15
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.load(response)
-
-
-def _paged(alertmanager: str, app_id: str) -> list[dict[str, Any]]:
-    """This test's pages: the shared Alertmanager also holds other tests' and demos'."""
-    matcher = urllib.parse.quote(f'guetteur_app="{app_id}"')
-    return list(_get(f"{alertmanager}/api/v2/alerts?filter={matcher}"))
 
 
 def _promql(prometheus: str, query: str) -> dict[str, float]:
@@ -72,7 +67,7 @@ def test_incidents_page_alertmanager_and_prometheus_counts_them(
             assert set(found) == set(expected)
 
             paged = _wait(
-                lambda: _paged(stack_settings.alertmanager_url, isolated.app_id),
+                lambda: current_pages(stack_settings.alertmanager_url, isolated.app_id),
                 lambda got: len(got) >= len(expected),
             )
             assert sorted(a["labels"]["alert_id"] for a in paged) == sorted(expected)  # one each
@@ -96,7 +91,7 @@ def test_incidents_page_alertmanager_and_prometheus_counts_them(
 
             # No new evidence: each page resolves (leaves Alertmanager's active list).
             gone = _wait(
-                lambda: _paged(stack_settings.alertmanager_url, isolated.app_id),
+                lambda: current_pages(stack_settings.alertmanager_url, isolated.app_id),
                 lambda got: not got,
                 timeout=RESOLVE_SECONDS + 45,
             )
@@ -156,7 +151,7 @@ def test_a_page_from_the_future_jams_nothing_and_sigterm_is_quick(
     worker = WorkerProcess(log, env=env).start()
     try:
         paged = _wait(
-            lambda: _paged(alertmanager, isolated.app_id),
+            lambda: current_pages(alertmanager, isolated.app_id),
             lambda got: len({a["annotations"]["actor_id"] for a in got}) >= 2,
         )
         assert {a["annotations"]["actor_id"] for a in paged} == {"sup-future", "sup-present"}
