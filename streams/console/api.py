@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -40,9 +39,10 @@ from streams.audit.report import (
     scoped,
     write_csv,
 )
-from streams.audit.search import BadCursorError, decode_cursor, search_page
+from streams.audit.search import search_page
 from streams.console import tokens, triage
 from streams.console.overview import overview as team_overview
+from streams.console.params import alerts_query, error, json_object, moment, paging
 from streams.console.tokens import Role, User
 from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
@@ -53,9 +53,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC = resources.files("streams.console") / "static"
 CHART_LIBRARY = Path(__file__).parent / "assets/node_modules/chart.js/dist/chart.umd.min.js"
 USER = web.RequestKey("user", User)
-
-MAX_ROWS = 10_000  # per page
-PAGE_SIZE = 1_000
 
 
 def create_api(
@@ -98,7 +95,7 @@ class Console:
             found = await asyncio.to_thread(tokens.lookup, self.client, self.settings, token)
         if isinstance(found, tokens.Refusal):
             _denied(request, 401, found.reason, found.name)
-            raise _error(
+            raise error(
                 web.HTTPUnauthorized,
                 "a valid API token is required (Authorization: Bearer <token>); tokens expire "
                 "and can be revoked: an admin creates one with `guetteur token create NAME "
@@ -113,7 +110,7 @@ class Console:
         if not user.may(*roles):
             _denied(request, 403, f"role {user.role.value}", user.name)
             needed = " or ".join(r.value for r in (*roles, Role.ADMIN))
-            raise _error(web.HTTPForbidden, f"role {user.role.value} may not do this ({needed})")
+            raise error(web.HTTPForbidden, f"role {user.role.value} may not do this ({needed})")
         return user
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -136,16 +133,16 @@ class Console:
         """Chart.js, fetched from npm at set-up (``make console-assets``), served from here:
         the console loads nothing from a CDN."""
         if not CHART_LIBRARY.is_file():
-            raise _error(web.HTTPServiceUnavailable, "run `make console-assets` (npm) first")
+            raise error(web.HTTPServiceUnavailable, "run `make console-assets` (npm) first")
         return web.Response(body=CHART_LIBRARY.read_bytes(), content_type="application/javascript")
 
     async def overview(self, request: web.Request) -> web.Response:
         """The team's numbers over ``from``..``to`` (event time; default the last 30 days)."""
         self.require(request, Role.ANALYST)
-        end = _moment(request, "to") or datetime.now(UTC)
-        start = _moment(request, "from") or end - timedelta(days=30)
+        end = moment(request, "to") or datetime.now(UTC)
+        start = moment(request, "from") or end - timedelta(days=30)
         if start > end:
-            raise _error(web.HTTPBadRequest, "from is after to; swap them")
+            raise error(web.HTTPBadRequest, "from is after to; swap them")
         numbers = await asyncio.to_thread(team_overview, self.client, self.settings, start, end)
         return web.json_response(numbers)
 
@@ -165,7 +162,7 @@ class Console:
                 patient_pseudonyms, self.client, self.settings, self.pseudonymizer, raw
             )
         except KeyMismatchError as exc:
-            raise _error(web.HTTPConflict, str(exc)) from None
+            raise error(web.HTTPConflict, str(exc)) from None
         return pseudonyms
 
     async def _filters(self, request: web.Request) -> tuple[Filters, str | None]:
@@ -173,14 +170,14 @@ class Console:
         raw = query.get("patient") or None
         patients = await self._patients(raw)
 
-        def moment(name: str) -> datetime | None:
+        def when(name: str) -> datetime | None:
             value = query.get(name)
             if not value:
                 return None
             try:
                 return datetime.fromisoformat(value)
             except ValueError:
-                raise _error(web.HTTPBadRequest, f"{name}: not an ISO date") from None
+                raise error(web.HTTPBadRequest, f"{name}: not an ISO date") from None
 
         filters = Filters(
             patients=patients,
@@ -191,8 +188,8 @@ class Console:
             action=tuple(query.getall("action", [])),
             category=tuple(query.getall("category", [])),
             source=tuple(query.getall("source", [])),
-            start=moment("from"),
-            end=moment("to"),
+            start=when("from"),
+            end=when("to"),
             # An incident's evidence, by event id (the console's incident view).
             extra={"event.id": query.getall("event")} if "event" in query else {},
         )
@@ -203,7 +200,7 @@ class Console:
         page (``after=``), null on the last: no answer stops short silently at 10,000."""
         user = self.require(request, Role.AUDITOR)
         filters, raw = await self._filters(request)
-        size, after = _paging(request)
+        size, after = paging(request)
 
         def run() -> tuple[list[dict[str, Any]], str | None]:
             docs, cursor = search_page(
@@ -226,11 +223,11 @@ class Console:
         user = self.require(request, Role.AUDITOR)
         kind = request.match_info["kind"]
         if kind not in REPORTS:
-            raise _error(web.HTTPNotFound, f"no {kind} report (patient, actor or practice)")
+            raise error(web.HTTPNotFound, f"no {kind} report (patient, actor or practice)")
         needed, title = REPORTS[kind]
         filters, raw = await self._filters(request)
         if not request.query.get(needed):
-            raise _error(web.HTTPBadRequest, f"{needed} is required")
+            raise error(web.HTTPBadRequest, f"{needed} is required")
         filters = scoped(kind, filters)
         rows = await asyncio.to_thread(build_report, self.client, self.settings, filters)
         await self._record(user, f"{kind} report", filters, len(rows), raw)
@@ -254,7 +251,7 @@ class Console:
             await asyncio.to_thread(watch.record, self.settings, event)
         except watch.AuditNotRecordedError as exc:
             kind_of_error = web.HTTPBadRequest if exc.invalid else web.HTTPServiceUnavailable
-            raise _error(kind_of_error, str(exc)) from None
+            raise error(kind_of_error, str(exc)) from None
 
     # -- alerts and triage -----------------------------------------------------------------------
 
@@ -263,8 +260,8 @@ class Console:
         by triage ``status`` (default open), ``rule``, ``severity``, ``actor``, ``practice`` and
         ``from``/``to`` (event time); each with its evidence ids and its triage history."""
         self.require(request, Role.ANALYST)
-        query = _alerts_query(request)
-        size, after = _paging(request)
+        query = alerts_query(request)
+        size, after = paging(request)
 
         def run() -> tuple[list[dict[str, Any]], str | None]:
             found, cursor = search_page(
@@ -290,7 +287,7 @@ class Console:
         the incident to keep: actor_id, practice_id...], "expires": ISO date, and any explicit
         destination or data_category}), which becomes an exception made from this incident."""
         user = self.require(request, Role.ANALYST)
-        body = await _json_object(request, "{status, comment[, exception]}")
+        body = await json_object(request, "{status, comment[, exception]}")
         alert_id = request.match_info["alert_id"]
         try:
             status = triage.Status(body.get("status", ""))
@@ -306,7 +303,7 @@ class Console:
                 triage.change, self.client, self.settings, alert_id, status, user.name, comment
             )
         except ValueError as exc:  # an unknown status, a TriageError or an ExceptionError
-            raise _error(web.HTTPBadRequest, str(exc)) from None
+            raise error(web.HTTPBadRequest, str(exc)) from None
         if exception is not None:
             await asyncio.to_thread(live.create, self.client, self.settings, exception)
             record["exception"] = exception.model_dump(mode="json")
@@ -342,11 +339,11 @@ class Console:
 
     async def add_exception(self, request: web.Request) -> web.Response:
         user = self.require(request, Role.ANALYST)
-        body = await _json_object(request, "{rule_id, scope fields, reason, expires}")
+        body = await json_object(request, "{rule_id, scope fields, reason, expires}")
         try:
             exception = live.new_exception(body, user.name)
         except live.ExceptionError as exc:
-            raise _error(web.HTTPBadRequest, str(exc)) from None
+            raise error(web.HTTPBadRequest, str(exc)) from None
         await asyncio.to_thread(live.create, self.client, self.settings, exception)
         return web.json_response(exception.model_dump(mode="json"), status=201)
 
@@ -359,77 +356,8 @@ class Console:
                 live.delete, self.client, self.settings, exception_id, user.name, why
             )
         except live.ExceptionError as exc:
-            raise _error(web.HTTPBadRequest, str(exc)) from None
+            raise error(web.HTTPBadRequest, str(exc)) from None
         return web.json_response(gone.model_dump(mode="json"))
-
-
-async def _json_object(request: web.Request, shape: str) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise _error(web.HTTPBadRequest, f"the body must be a JSON object: {shape}")
-    return body
-
-
-def _moment(request: web.Request, name: str) -> datetime | None:
-    value = request.query.get(name)
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise _error(web.HTTPBadRequest, f"{name}: not an ISO date") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _paging(request: web.Request) -> tuple[int, str | None]:
-    try:
-        size = int(request.query.get("size", PAGE_SIZE))
-    except ValueError:
-        size = 0
-    if not 1 <= size <= MAX_ROWS:
-        raise _error(web.HTTPBadRequest, f"size: a number from 1 to {MAX_ROWS}")
-    after = request.query.get("after") or None
-    if after is not None:
-        try:
-            decode_cursor(after)
-        except BadCursorError as exc:
-            raise _error(web.HTTPBadRequest, str(exc)) from None
-    return size, after
-
-
-def _alerts_query(request: web.Request) -> dict[str, Any]:
-    query = request.query
-    wanted = query.get("status", "open")
-    known = [status.value for status in triage.Status]
-    if wanted not in (*known, "all"):
-        raise _error(web.HTTPBadRequest, f"status: one of {', '.join(known)} or all")
-    clauses: list[dict[str, Any]] = []
-    if wanted == "open":
-        untriaged = {"bool": {"must_not": {"exists": {"field": "triage.status"}}}}
-        clauses.append({"bool": {"should": [untriaged, {"term": {"triage.status": "open"}}]}})
-    elif wanted != "all":
-        clauses.append({"term": {"triage.status": wanted}})
-    for name, field_name in (
-        ("rule", "rule_id"),
-        ("severity", "severity"),
-        ("actor", "actor_id"),
-        ("practice", "practice_id"),
-    ):
-        if query.get(name):
-            clauses.append({"term": {field_name: query[name]}})
-    window = {}
-    for name, bound in (("from", "gte"), ("to", "lte")):
-        if query.get(name):
-            try:
-                window[bound] = datetime.fromisoformat(query[name]).isoformat()
-            except ValueError:
-                raise _error(web.HTTPBadRequest, f"{name}: not an ISO date") from None
-    if window:
-        clauses.append({"range": {"timestamp": window}})
-    return {"bool": {"filter": clauses}} if clauses else {"match_all": {}}
 
 
 def _denied(request: web.Request, status: int, reason: str, name: str | None) -> None:
@@ -444,7 +372,3 @@ def _denied(request: web.Request, status: int, reason: str, name: str | None) ->
             "reason": reason,
         },
     )
-
-
-def _error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
-    return kind(text=json.dumps({"error": message}), content_type="application/json")
