@@ -62,6 +62,8 @@ class PrometheusService(DaemonService):
         }
         # JSON is YAML: no YAML writer needed.
         (self.config_dir / "prometheus.yml").write_text(json.dumps(config, indent=2) + "\n")
+        # Workers take this directory for the sign that a local stack is there to register with.
+        self.targets_dir.mkdir(exist_ok=True)
         # Earlier versions scraped port 6066 whether a worker ran or not: the alert fired for ever.
         (self.targets_dir / "default.json").unlink(missing_ok=True)
 

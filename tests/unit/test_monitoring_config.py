@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 import streams.metrics  # noqa: F401  (registers every metric)
 from streams.settings import StackSettings
 from streams.stack.alertmanager import AlertmanagerService
-from streams.stack.prometheus import PrometheusService
+from streams.stack.prometheus import PrometheusService, register_worker, registered_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "dashboards" / "prometheus" / "rules" / "guetteur.yml"
@@ -94,3 +94,16 @@ def test_metrics_are_listed_in_the_readme() -> None:
     families = {c.name for c in REGISTRY.collect() if c.name.startswith("guetteur_")}
     missing = {name for name in families if name not in readme and f"{name}_total" not in readme}
     assert missing == set(), json.dumps(sorted(missing))
+
+
+def test_a_worker_registers_on_a_freshly_configured_stack(tmp_path: Path) -> None:
+    """CI on a fresh clone found no worker in `stack status`: nothing created the targets
+    directory on a new stack, so every worker took the stack for absent and never registered."""
+    prometheus = PrometheusService(StackSettings(dir=tmp_path))
+    assert register_worker(prometheus.targets_dir, "127.0.0.1:6066", "app") is None  # no stack
+    prometheus.config_dir.mkdir(parents=True)
+    prometheus.write_config()
+    target = register_worker(prometheus.targets_dir, "127.0.0.1:6066", "app")
+    assert target is not None and target.is_file()
+    [worker] = registered_workers(prometheus.targets_dir)
+    assert (worker.address, worker.app_id, worker.running) == ("127.0.0.1:6066", "app", True)
