@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from adapters.table import MappingPolicy
 from detectors.alerts import Severity
 from detectors.models import Action, DataCategory, Purpose, Role
 
@@ -273,6 +274,8 @@ class Policy(_Section):
     export: ExportPolicy = Field(default_factory=ExportPolicy)
     hri: HriPolicy = Field(default_factory=HriPolicy)
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
+    # How FHIR AuditEvents and ATNA messages become access events (adapters/table.py).
+    mapping: MappingPolicy = Field(default_factory=MappingPolicy)
     severity: dict[str, Severity] = Field(
         default_factory=dict,
         description="Per rule_id: a severity overriding the rule's own (low..critical).",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs beyond Python, when they are missing: Java 17
 # and Maven (Kafka and Elasticsearch come from Maven Central), Prometheus and Alertmanager (the
-# local stack's monitoring), Debian's docker-compose (validates docker-compose.yml; no engine).
+# local stack's monitoring), rsyslog with its Kafka output (the stack's ATNA syslog receiver),
+# Debian's docker-compose (validates docker-compose.yml; no engine).
 # Runs apt-get only when something is missing; prints what to install when not root.
 set -euo pipefail
 
@@ -15,6 +16,10 @@ command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# The local stack's syslog receiver (ATNA audit messages into Kafka). rsyslogd lives in
+# /usr/sbin, often not on a user's PATH; the Kafka output (omkafka) is a separate package.
+command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
+dpkg -s rsyslog-kafka >/dev/null 2>&1 || need+=(rsyslog-kafka)
 # Headless Chromium and its WebDriver, for the console's browser test.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)

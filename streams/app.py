@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from detectors.exceptions import Exceptions
 from detectors.policy import load_policy
 from detectors.registry import all_detectors
-from streams import metrics
+from streams import foreign, metrics
 from streams.backoff import Backoff
 from streams.continuity import Continuity
 from streams.detection import agents as detection_agents
@@ -96,7 +96,11 @@ def create_app(settings: Settings) -> faust.App:
     dead_letters = DeadLetters(dlq_topic, settings, Backoff(), minimiser)
     redactions = RedactionReport(redaction_topic, Backoff())
 
-    guards = [continuity, *detection_guards]
+    # FHIR AuditEvents and ATNA messages: mapped onto the contract, into the events topic.
+    foreign_guards = foreign.install(
+        app, settings, policy.mapping, events_topic, dead_letters, offsets
+    )
+    guards = [continuity, *detection_guards, *foreign_guards]
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def patrol_partitions() -> None:
@@ -173,7 +177,8 @@ def create_app(settings: Settings) -> faust.App:
         forwarder.forget(mine)
 
     async def note_resume_points(sender: Any, partitions: set[Any], **kwargs: Any) -> None:
-        continuity.on_assigned(partitions)
+        for guard in (continuity, *foreign_guards):
+            guard.on_assigned(partitions)
 
     app.on_partitions_revoked.connect(forget_chain_heads)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(forget_chain_heads)  # type: ignore[arg-type]

@@ -124,24 +124,34 @@ def read_all(settings: Settings, timeout: float = 30.0) -> Iterator[DeadLetter]:
 def replay(
     settings: Settings, letters: Iterable[DeadLetter], on_sent: Callable[[int], None] | None = None
 ) -> tuple[int, list[DeadLetter]]:
-    """Re-submit the original bytes to the events topic, marked with where they came from.
+    """Re-submit the original bytes where they were first read, marked with where they came from.
 
-    A letter that is only a reference is replayed from the source topic, if it still holds the
-    message (and its SHA-256 matches). Returns how many were sent, and the letters that could not
-    be, because their original is gone.
+    That is the events topic, or for a FHIR AuditEvent or ATNA message its own topic, to be
+    mapped again. A letter that is only a reference is replayed from the source topic, if it
+    still holds the message (and its SHA-256 matches). Returns how many were sent, and the
+    letters that could not be, because their original is gone.
     """
     gone: list[DeadLetter] = []
-
-    def records() -> Iterator[Record]:
-        for letter in letters:
-            value = original(settings, letter)
-            if value is None:
-                gone.append(letter)
-                continue
-            yield Record(value, letter.key, [(REPLAYED_FROM, f"dlq:{letter.position}".encode())])
-
-    sent = publish_records(settings, settings.topic_events, records(), on_sent)
+    by_topic: dict[str, list[Record]] = {}
+    for letter in letters:
+        value = original(settings, letter)
+        if value is None:
+            gone.append(letter)
+            continue
+        mark = [(REPLAYED_FROM, f"dlq:{letter.position}".encode())]
+        by_topic.setdefault(replay_topic(settings, letter), []).append(
+            Record(value, letter.key, mark)
+        )
+    sent = sum(
+        publish_records(settings, topic, records, on_sent) for topic, records in by_topic.items()
+    )
     return sent, gone
+
+
+def replay_topic(settings: Settings, letter: DeadLetter) -> str:
+    foreign = {settings.fhir_topic, settings.atna_topic}
+    source = letter.headers.get("source_topic", "")
+    return source if source in foreign else settings.topic_events
 
 
 def original(settings: Settings, letter: DeadLetter, timeout: float = 10.0) -> bytes | None:

@@ -25,6 +25,9 @@ class Reason(StrEnum):
     NOT_JSON = "not_json"
     NOT_AN_OBJECT = "not_an_object"
     CONTRACT_VIOLATION = "contract_violation"
+    # A FHIR AuditEvent or ATNA message that maps to no access event (adapters/): the detail
+    # names the element, e.g. "AuditEvent.agent[0].type/role: no code in mapping.roles".
+    UNMAPPABLE = "unmappable"
     # Valid, but Elasticsearch refused the document for good (see streams.history.writer).
     HISTORY_REFUSED = "history_refused"
     # Valid, but a later step (pseudonymisation, document building) failed on it: a bug of

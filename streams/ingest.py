@@ -47,10 +47,15 @@ PREFIX_BYTES = 256
 
 @dataclass(frozen=True)
 class Letter:
-    """A refused message (as read from Kafka) and why."""
+    """A refused message (as read from Kafka) and why.
+
+    ``value`` replaces the message's bytes when only part of it is refused (one entry of a
+    FHIR Bundle): the letter then holds that part alone, for a replay of just what failed.
+    """
 
     message: Any
     rejected: Rejected
+    value: bytes | None = None
 
 
 def admit(
@@ -148,7 +153,7 @@ class DeadLetters:
             now,
         )
         headers += _carried_headers(message.headers)
-        value: bytes = message.value or b""
+        value: bytes = (letter.value if letter.value is not None else message.value) or b""
         whole = len(value) + sum(len(k) + len(v) for k, v in headers) <= self.max_bytes
         forms = [(value, headers)] if whole else []
         forms.append((reference(message), [*headers, (PAYLOAD, REFERENCE)]))

@@ -14,6 +14,16 @@ EVENTS_REJECTED = Counter(
     "Messages refused by validation and sent to the dead-letter topic, by reason.",
     ["reason"],
 )
+FOREIGN_RECORDS = Counter(
+    "guetteur_foreign_records_total",
+    "FHIR AuditEvents and ATNA messages read, by format and outcome (mapped or refused).",
+    ["format", "outcome"],
+)
+FOREIGN_EVENTS = Counter(
+    "guetteur_foreign_events_total",
+    "Access events mapped from FHIR AuditEvents and ATNA messages, by format.",
+    ["format"],
+)
 HISTORY_DOCUMENTS = Counter(
     "guetteur_history_documents_total",
     "Access-history documents acknowledged by Elasticsearch.",

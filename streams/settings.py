@@ -44,6 +44,17 @@ class StackSettings(BaseSettings):
     es_transport_port: int = Field(default=9300, ge=1, le=65535)
     prometheus_port: int = Field(default=9090, ge=1, le=65535)
     alertmanager_port: int = Field(default=9093, ge=1, le=65535)
+    syslog_port: int = Field(
+        default=5514,
+        ge=1,
+        le=65535,
+        description="TCP port of the stack's syslog receiver (rsyslog), for ATNA audit records.",
+    )
+    syslog_topic: str = Field(
+        default="access-events-atna",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Kafka topic the syslog receiver writes each message's MSG part to.",
+    )
     kafka_heap: str = Field(default="512m", pattern=r"^\d+[kmg]$")
     es_heap: str = Field(default="768m", pattern=r"^\d+[kmg]$")
     es_user: str = Field(
@@ -270,6 +281,16 @@ class Settings(BaseSettings):
     @property
     def tokens_index(self) -> str:
         return f"{self.index_prefix}-api-tokens"
+
+    @property
+    def fhir_topic(self) -> str:
+        """FHIR AuditEvents (one resource or a Bundle per message), mapped onto the events."""
+        return f"{self.topic_events}-fhir"
+
+    @property
+    def atna_topic(self) -> str:
+        """IHE ATNA audit messages (DICOM PS3.15 XML, e.g. from the syslog receiver)."""
+        return f"{self.topic_events}-atna"
 
     @property
     def detect_topic(self) -> str:

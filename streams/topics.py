@@ -30,6 +30,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """
     wanted = {
         settings.topic_events: settings.topic_partitions,
+        settings.fhir_topic: settings.topic_partitions,
+        settings.atna_topic: settings.topic_partitions,
         settings.topic_dlq: 1,
         settings.topic_alerts: settings.topic_partitions,
         settings.detect_topic: settings.topic_partitions,

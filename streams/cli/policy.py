@@ -76,7 +76,8 @@ def _render_section(model: BaseModel, path: list[str], lines: list[str]) -> None
             continue
         if info.description:
             lines.append(f"# {info.description}")
-        lines.append(f"{name} = {_toml_value(dumped)}")
+        # TOML has no null: an unset value is shown commented out (loading it back, unset).
+        lines.append(f"# {name} = (unset)" if dumped is None else f"{name} = {_toml_value(dumped)}")
     for name, value in nested:
         section = [*path, name]
         lines += ["", f"[{'.'.join(section)}]"]

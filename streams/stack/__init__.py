@@ -1,9 +1,9 @@
 """The bundled local stack: real Kafka, Elasticsearch, Alertmanager and Prometheus processes,
-started by the project itself.
+plus rsyslog as the syslog (IHE ATNA) receiver in front of Kafka, started by the project itself.
 
 ``LocalStack`` is what ``guetteur stack up|down|status|logs``, the demo and the integration tests
 use. Kafka and Elasticsearch are fetched once (Maven Central) into a git-ignored cache; the
-monitoring pair come from Debian packages.
+monitoring pair and rsyslog come from Debian packages.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from streams.stack.alertmanager import AlertmanagerService
 from streams.stack.elasticsearch import ElasticsearchService
 from streams.stack.kafka import KafkaService
 from streams.stack.prometheus import PrometheusService
+from streams.stack.rsyslog import RsyslogService
 from streams.stack.service import (
     Progress,
     Service,
@@ -33,6 +34,7 @@ class LocalStack:
     def __init__(self, settings: StackSettings):
         self.settings = settings
         self.kafka = KafkaService(settings)
+        self.syslog = RsyslogService(settings)
         self.elasticsearch = ElasticsearchService(settings)
         self.alertmanager = AlertmanagerService(settings)
         self.prometheus = PrometheusService(settings)
@@ -42,6 +44,9 @@ class LocalStack:
             self.elasticsearch,
             self.alertmanager,
             self.prometheus,
+            # Writes to Kafka: starts once Kafka had the most time, stops first (while Kafka can
+            # still take what it holds).
+            self.syslog,
         ]
 
     def service(self, name: str) -> Service:

@@ -21,7 +21,13 @@ def test_status_prints_json_lines_for_machines(
     result = CliRunner().invoke(cli, ["stack", "status", "--json"])
     assert result.exit_code == 0
     rows = [json.loads(line) for line in result.output.splitlines()]
-    assert {row["name"] for row in rows} == {"kafka", "elasticsearch", "alertmanager", "prometheus"}
+    assert {row["name"] for row in rows} == {
+        "kafka",
+        "elasticsearch",
+        "alertmanager",
+        "prometheus",
+        "syslog",
+    }
     assert all(row["running"] is False for row in rows)
 
 

@@ -36,7 +36,13 @@ def test_kafka_config_uses_configured_ports(tmp_path: Path) -> None:
 
 def test_status_of_a_stack_that_never_ran(tmp_path: Path) -> None:
     statuses = LocalStack(_settings(tmp_path)).status()
-    assert [s.name for s in statuses] == ["kafka", "elasticsearch", "alertmanager", "prometheus"]
+    assert [s.name for s in statuses] == [
+        "kafka",
+        "elasticsearch",
+        "alertmanager",
+        "prometheus",
+        "syslog",
+    ]
     assert not any(s.running for s in statuses)
     assert all(s.pid is None for s in statuses)
 

@@ -1,0 +1,465 @@
+"""FHIR ``AuditEvent`` (R4 and R5, IHE BALP profiles) -> access events.
+
+A message is one AuditEvent or a Bundle of them, as a FHIR server writes or posts them. Each
+AuditEvent is validated by ``fhir.resources`` (the HL7 models, in pydantic) against the FHIR
+version its shape says it is, then mapped element by element (``docs/fhir-atna.md`` has the
+table). One AuditEvent naming several patients is several accesses, with ids derived from its
+own. What cannot be mapped is refused with the FHIR path of the element, never guessed.
+
+A Bundle's entries are independent, as in a ``batch``: the good ones map, each bad one is
+refused alone (its own resource kept for a replay); a ``transaction`` is all or nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from adapters.common import (
+    Refusal,
+    Translation,
+    UnmappableError,
+    content_id,
+    decode_text,
+    event_ids,
+    first,
+    listed,
+    with_offset,
+)
+from adapters.table import MappingPolicy, most_sensitive
+from detectors.models import DataCategory, Role
+
+# R5 renamed or added these; an R4 AuditEvent has none of them.
+_R5_ONLY = {"category", "code", "occurredDateTime", "occurredPeriod", "patient", "severity"}
+_R5_ONLY |= {"authorization", "basedOn", "encounter"}
+# R4 codes (audit-event-outcome), and R5's (issue-severity: the worst issue of the event).
+_OUTCOMES = {"0": "success", "4": "failure", "8": "failure", "12": "failure"}
+_OUTCOMES |= {"success": "success", "information": "success", "warning": "failure"}
+_OUTCOMES |= {"error": "failure", "fatal": "failure"}
+_PATIENT_ROLE = "1"  # object-role / audit-entity-type code for "Patient" / "Person"
+_QUERY_TYPE = re.compile(r"^(?:[A-Z]+\s+)?(?:\S*/)?([A-Z][A-Za-z]+)(?:[/?]|$)")
+
+
+def translate(raw: bytes, table: MappingPolicy) -> Translation:
+    """One Kafka message or HTTP body: an AuditEvent, or a Bundle of AuditEvents."""
+    try:
+        document = _parse(raw)
+    except UnmappableError as exc:
+        return Translation(refusals=[Refusal(exc.element, exc.problem, raw)], records=1)
+    if document.get("resourceType") == "Bundle":
+        return _bundle(document, raw, table)
+    return _entry(document, raw, "AuditEvent", table)
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    text = decode_text(raw, "message")
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # ValueError: also 5,000-digit numbers
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise UnmappableError("message", f"not valid JSON ({problem})") from None
+    if not isinstance(document, dict):
+        raise UnmappableError("message", f"a JSON {type(document).__name__}, not a FHIR resource")
+    kind = document.get("resourceType")
+    if kind not in ("AuditEvent", "Bundle"):
+        raise UnmappableError("resourceType", f"{_shown(kind)} is neither AuditEvent nor Bundle")
+    return document
+
+
+def _entry(resource: Any, original: bytes, path: str, table: MappingPolicy) -> Translation:
+    try:
+        events = map_audit_event(resource, table, path)
+    except UnmappableError as exc:
+        return Translation(refusals=[Refusal(exc.element, exc.problem, original)], records=1)
+    except RecursionError:
+        return Translation(refusals=[Refusal(path, "nested too deeply", original)], records=1)
+    return Translation(events=events, records=1)
+
+
+def _bundle(bundle: dict[str, Any], raw: bytes, table: MappingPolicy) -> Translation:
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        refusal = Refusal("Bundle.entry", "not a list of entries", raw)
+        return Translation(refusals=[refusal], records=1)
+    result = Translation()
+    for n, entry in enumerate(entries):
+        path = f"Bundle.entry[{n}].resource"
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        original = _canonical(resource if resource is not None else entry)
+        if not isinstance(resource, dict) or resource.get("resourceType") != "AuditEvent":
+            kind = resource.get("resourceType") if isinstance(resource, dict) else resource
+            refusal = Refusal(path, f"{_shown(kind)} is not an AuditEvent", original)
+            result.extend(Translation(refusals=[refusal], records=1))
+            continue
+        result.extend(_entry(resource, original, path, table))
+    if bundle.get("type") == "transaction" and result.refusals:
+        whole = result.refusals[0]
+        problem = f"{whole.problem} (a transaction is all or nothing: none of its entries kept)"
+        return Translation(refusals=[Refusal(whole.element, problem, raw)], records=result.records)
+    return result
+
+
+def map_audit_event(resource: dict[str, Any], table: MappingPolicy, path: str) -> list[Any]:
+    """The access events one AuditEvent describes (contract JSON), or ``UnmappableError``."""
+    r5 = bool(_R5_ONLY & resource.keys()) or isinstance(resource.get("outcome"), dict)
+    event = _validated(resource, r5, path)
+    view = _R5(event, path) if r5 else _R4(event, path)
+    patients = view.patients()
+    base = f"fhir:{event.id}" if event.id else f"fhir:{content_id(_canonical(resource))}"
+    placed = table.site(view.site_names(), table.fhir_source)
+    common = {
+        "timestamp": view.timestamp(),
+        "source": placed.source,
+        "practice_id": placed.practice_id,
+        "action": view.action(table),
+        "outcome": view.outcome(),
+        "actor": view.actor(table, placed.person_role),
+        "data_category": view.category(table),
+        "purpose": table.lookup(table.purposes, view.purpose_codes(table)),
+        "attributes": {"fhir": view.attributes(event, table, r5)},
+    }
+    ids = event_ids(base, len(patients))
+    each: list[str | None] = [*patients] or [None]
+    return [
+        _without_none({**common, "event_id": event_id, "patient_id": patient})
+        for event_id, patient in zip(ids, each, strict=True)
+    ]
+
+
+def _validated(resource: dict[str, Any], r5: bool, path: str) -> Any:
+    from fhir.resources.auditevent import AuditEvent as R5AuditEvent
+    from fhir.resources.R4B.auditevent import AuditEvent as R4AuditEvent
+
+    model: Any = R5AuditEvent if r5 else R4AuditEvent
+    try:
+        return model.model_validate(resource)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = _fhir_path(path, error["loc"])
+        raise UnmappableError(
+            where, f"invalid FHIR {'R5' if r5 else 'R4'}: {error['msg']}"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise UnmappableError(path, f"invalid FHIR: {str(exc)[:200]}") from None
+
+
+class _R4:
+    """The R4 (and R4B) shape of an AuditEvent, as the mapping needs it."""
+
+    def __init__(self, event: Any, path: str):
+        self.event = event
+        self.path = path
+
+    def type_codes(self) -> list[tuple[str, str]]:
+        return _codings(self.event.subtype) + _codings([self.event.type])
+
+    def action(self, table: MappingPolicy) -> str:
+        codes = self.type_codes()
+        found = table.lookup(table.actions, codes)
+        if found is None and table.is_record_event(codes):
+            found = table.record_actions.get(self.event.action or "")
+            if found is None:
+                problem = f"{_shown(self.event.action)}: no row in mapping.record_actions"
+                raise UnmappableError(f"{self.path}.action", problem)
+        if found is None:
+            problem = f"no code in mapping.actions (saw {listed(codes)})"
+            raise UnmappableError(f"{self.path}.{self._type_elements}", problem)
+        return str(found)
+
+    _type_elements = "subtype/type"
+
+    def timestamp(self) -> str:
+        period = self.event.period
+        if period is not None and period.start is not None:
+            return with_offset(period.start, f"{self.path}.period.start")
+        return self.recorded()
+
+    def recorded(self) -> str:
+        if self.event.recorded is None:  # required, but the models let an explicit null by
+            raise UnmappableError(f"{self.path}.recorded", "missing (required by FHIR)")
+        return with_offset(self.event.recorded, f"{self.path}.recorded")
+
+    def outcome(self) -> str:
+        return _outcome(self.event.outcome, f"{self.path}.outcome")
+
+    def requestor(self, table: MappingPolicy) -> tuple[int, Any]:
+        """The agent who asked: a person before software when several are requestors."""
+        agents = list(enumerate(self.event.agent or []))
+        asked = [(n, agent) for n, agent in agents if agent.requestor]
+        people = [(n, agent) for n, agent in asked if not _is_machine(agent, table)]
+        if people or asked:
+            return (people or asked)[0]
+        if len(agents) == 1:
+            return agents[0]
+        problem = "no agent has requestor=true, so who acted is unknown"
+        raise UnmappableError(f"{self.path}.agent", problem)
+
+    def actor(self, table: MappingPolicy, person_role: Role | None) -> dict[str, Any]:
+        n, agent = self.requestor(table)
+        where = f"{self.path}.agent[{n}]"
+        # Identifier, reference, login name, then the name shown: the first the record has.
+        actor_id = _reference_id(agent.who) or getattr(agent, "altId", None)
+        actor_id = actor_id or (agent.who.display if agent.who is not None else None)
+        if not actor_id:
+            raise UnmappableError(f"{where}.who", "nothing names who acted")
+        codes = _agent_codes(agent)
+        role = table.actor_roles.get(actor_id) or table.lookup(table.roles, codes)
+        role = role or table.reference_roles.get(_resource_type(agent.who) or "")
+        if role is None and not _is_machine(agent, table):
+            role = person_role
+        if role is None:
+            problem = (
+                f"no code in mapping.roles (saw {listed(codes)}); list the actor in "
+                "mapping.actor_roles, or set mapping.person_role"
+            )
+            raise UnmappableError(f"{where}.type/role", problem)
+        return _without_none({"id": str(actor_id), "role": str(role), "ip": self.ip(agent)})
+
+    def ip(self, agent: Any) -> str | None:
+        network = agent.network
+        if network is None or network.type not in (None, "2"):
+            return None
+        return _ip(network.address)
+
+    def purpose_codes(self, table: MappingPolicy) -> list[tuple[str, str]]:
+        _, agent = self.requestor(table)
+        concepts = [*(self.event.purposeOfEvent or []), *(agent.purposeOfUse or [])]
+        return _concept_codes(concepts)
+
+    def site_names(self) -> list[str]:
+        source = self.event.source
+        if source is None:
+            return []
+        return [name for name in (*_names(source.observer), source.site) if name]
+
+    def entities(self) -> list[tuple[int, Any, str | None]]:
+        """Each entity with the role code that says whether it is the patient."""
+        return [
+            (n, entity, entity.role.code if entity.role else None)
+            for n, entity in enumerate(self.event.entity or [])
+        ]
+
+    def patients(self) -> list[str]:
+        """The patients named, in order: entities whose role is Patient, or, with no role
+        given, that point to a Patient resource (one with another role is data, e.g. the
+        Patient resource itself read as "Domain Resource")."""
+        found: list[str] = []
+        for n, entity, role in self.entities():
+            what = entity.what
+            if role != _PATIENT_ROLE and (role is not None or _resource_type(what) != "Patient"):
+                continue
+            patient = _patient_id(what)
+            if not patient:
+                where = f"{self.path}.entity[{n}].what"
+                raise UnmappableError(where, "a patient entity with no identifier or reference")
+            if patient not in found:
+                found.append(patient)
+        return found
+
+    def data_types(self) -> list[str]:
+        """The resource types of the data the event touched (read, searched, changed)."""
+        types = []
+        for n, entity, _ in self.entities():
+            kind = _resource_type(entity.what) or _query_type(
+                entity.query, f"{self.path}.entity[{n}].query"
+            )
+            if kind:
+                types.append(kind)
+        return types
+
+    def category(self, table: MappingPolicy) -> str | None:
+        types = self.data_types()
+        data = [kind for kind in types if kind != "Patient"] or types
+        categories = [table.categories[kind] for kind in data if kind in table.categories]
+        if not categories:
+            event_category = table.lookup(table.event_categories, self.type_codes())
+            categories = [event_category] if event_category else []
+        category: DataCategory | None = most_sensitive(categories)
+        return str(category) if category else None
+
+    def attributes(self, event: Any, table: MappingPolicy, r5: bool) -> dict[str, Any]:
+        profiles = [str(p) for p in (event.meta.profile or [])] if event.meta else []
+        return _without_none(
+            {
+                "version": "R5" if r5 else "R4",
+                "id": event.id,
+                "type": [
+                    f"{system}|{code}" if system else code for system, code in self.type_codes()
+                ],
+                "entities": sorted(set(self.data_types())) or None,
+                "purpose": [code for _, code in self.purpose_codes(table)] or None,
+                "profile": profiles or None,
+            }
+        )
+
+
+class _R5(_R4):
+    """R5 moved the event's type to ``category``/``code``, the outcome into an object, the
+    network address into ``network[x]``, the purpose into ``authorization``."""
+
+    _type_elements = "code/category"
+
+    def type_codes(self) -> list[tuple[str, str]]:
+        return _concept_codes([self.event.code]) + _concept_codes(self.event.category or [])
+
+    def timestamp(self) -> str:
+        occurred = self.event.occurredDateTime
+        period = self.event.occurredPeriod
+        if period is not None and period.start is not None:
+            occurred = period.start
+        if occurred is not None and hasattr(occurred, "tzinfo"):  # a date alone says no time
+            return with_offset(occurred, f"{self.path}.occurred[x]")
+        return self.recorded()
+
+    def outcome(self) -> str:
+        outcome = self.event.outcome
+        code = outcome.code.code if outcome is not None and outcome.code is not None else None
+        return _outcome(code, f"{self.path}.outcome.code")
+
+    def ip(self, agent: Any) -> str | None:
+        return _ip(agent.networkString)
+
+    def purpose_codes(self, table: MappingPolicy) -> list[tuple[str, str]]:
+        _, agent = self.requestor(table)
+        return _concept_codes([*(self.event.authorization or []), *(agent.authorization or [])])
+
+    def site_names(self) -> list[str]:
+        source = self.event.source
+        return [*_names(source.observer), *_names(source.site)] if source is not None else []
+
+    def entities(self) -> list[tuple[int, Any, str | None]]:
+        return [
+            (n, entity, first(code for _, code in _concept_codes([entity.role])))
+            for n, entity in enumerate(self.event.entity or [])
+        ]
+
+    def patients(self) -> list[str]:
+        found = super().patients()
+        patient = _patient_id(self.event.patient)
+        return [patient, *(p for p in found if p != patient)] if patient else found
+
+
+def _codings(codings: list[Any] | None) -> list[tuple[str, str]]:
+    return [(c.system or "", c.code) for c in codings or [] if c is not None and c.code]
+
+
+def _concept_codes(concepts: list[Any]) -> list[tuple[str, str]]:
+    return [pair for concept in concepts if concept for pair in _codings(concept.coding)]
+
+
+def _agent_codes(agent: Any) -> list[tuple[str, str]]:
+    return _concept_codes([agent.type, *(agent.role or [])])
+
+
+def _is_machine(agent: Any, table: MappingPolicy) -> bool:
+    return _resource_type(agent.who) == "Device" or table.is_machine(_agent_codes(agent))
+
+
+def _split(reference: str) -> tuple[str | None, str]:
+    """``("Patient", "12")`` for ``Patient/12`` or ``http://x/fhir/Patient/12/_history/2``;
+    ``(None, reference)`` for what is not a literal reference (``urn:uuid:...``, ``#local``)."""
+    parts = reference.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2][:1].isupper():
+        return parts[-2], parts[-1]
+    return None, reference
+
+
+def _resource_type(reference: Any) -> str | None:
+    """The resource type a Reference points to, from its literal reference or its ``type``."""
+    if reference is None:
+        return None
+    kind = _split(str(reference.reference))[0] if reference.reference else None
+    if kind is None and reference.type:
+        kind = str(reference.type).rsplit("/", 1)[-1]
+    return kind
+
+
+def _reference_id(reference: Any) -> str | None:
+    """Who or what a Reference names: its identifier's value, else the id in its reference."""
+    if reference is None:
+        return None
+    if reference.identifier is not None and reference.identifier.value:
+        return str(reference.identifier.value)
+    if reference.reference:
+        return _split(str(reference.reference))[1]
+    return None
+
+
+def _patient_id(reference: Any) -> str | None:
+    """A patient as the server knows it (``Patient/12`` -> 12), else by its identifier (an
+    MRN, a national number): the same patient keeps the same id across a server's records."""
+    if reference is None:
+        return None
+    if _resource_type(reference) == "Patient" and reference.reference:
+        return _split(str(reference.reference))[1]
+    return _reference_id(reference)
+
+
+def _names(reference: Any) -> list[str]:
+    if reference is None:
+        return []
+    if isinstance(reference, str):
+        return [reference]
+    identifier = reference.identifier.value if reference.identifier is not None else None
+    return [name for name in (identifier, reference.reference, reference.display) if name]
+
+
+def _query_type(query: Any, element: str) -> str | None:
+    """The resource type a BALP query entity searched (``GET [base]/Observation?...``)."""
+    if not query:
+        return None
+    try:
+        text = query.decode("utf-8") if isinstance(query, bytes) else base64.b64decode(query)
+        text = text if isinstance(text, str) else text.decode("utf-8")
+    except (UnicodeDecodeError, binascii.Error):
+        raise UnmappableError(element, "not base64 of UTF-8 text") from None
+    match = _QUERY_TYPE.match(text.strip())
+    return match.group(1) if match else None
+
+
+def _ip(address: str | None) -> str | None:
+    if not address:
+        return None
+    try:
+        return str(ipaddress.ip_address(address.strip()))
+    except ValueError:
+        return None
+
+
+def _outcome(code: Any, element: str) -> str:
+    if code is None:
+        return "success"
+    outcome = _OUTCOMES.get(str(code))
+    if outcome is None:
+        raise UnmappableError(element, f"{_shown(code)} is not an audit-event-outcome code")
+    return outcome
+
+
+def _fhir_path(path: str, loc: tuple[int | str, ...]) -> str:
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "root":
+            path += f".{part}"
+    return path
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}

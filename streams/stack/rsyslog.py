@@ -1,0 +1,229 @@
+"""rsyslog for the local stack: the syslog receiver in front of Kafka, for IHE ATNA audit messages.
+
+Clinical systems send their audit records (DICOM PS3.15 XML) as syslog RFC 5424 messages over
+TCP, each frame prefixed by its length (octet counting, RFC 6587, as RFC 5425 does over TLS),
+because the XML spans several lines. Debian's rsyslog receives them (``imtcp``) and writes each
+message's MSG part, the XML and nothing else, to a Kafka topic (``omkafka``) the worker reads.
+Framing, partial reads and back-pressure are easy to get subtly wrong; rsyslog has them right.
+
+This instance has its own config, work directory, pid file and port, loads neither ``imuxsock``
+(``/dev/log``) nor ``imklog``, and keeps its internal messages in its own log: a system rsyslog
+on the same machine is left alone.
+
+What the receiver does and does not guarantee:
+
+- The MSG part keeps a leading UTF-8 BOM when the sender put one (RFC 5424 allows it): the
+  consumer strips it.
+- ``parser.dropTrailingLFOnReception`` stays on (the default): one line feed ending a frame is
+  dropped, so a sender that ends each frame with LF does not add it to the XML.
+- Delivery is at least once: during a Kafka outage librdkafka keeps and retries what it was given
+  (resubmitted after ``message.timeout.ms``), rsyslog's disk-assisted queue holds the rest. A
+  message may reach Kafka twice around an outage; one held by librdkafka when rsyslog is stopped
+  during an outage is lost (``keepFailedMessages`` would save it, but its file is line-based and
+  cuts multi-line XML apart, so it stays off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+from streams.settings import StackSettings
+from streams.stack.daemon import DaemonService
+from streams.stack.service import Progress, ServiceStatus, StackError
+
+# rsyslogd is in /usr/sbin, which a non-root user's PATH often lacks.
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+MODULE_GLOBS = ("/usr/lib/*/rsyslog/omkafka.so", "/usr/lib/rsyslog/omkafka.so")
+INSTALL_HINT = "run `make` (it installs missing system packages) or " + (
+    "`sudo apt-get install -y rsyslog rsyslog-kafka`"
+)
+MAX_MESSAGE = 256 * 1024  # one audit record; DICOM audit XML is rarely above a few tens of KB
+# How long librdkafka waits for a missing topic (created by the worker) before failing what it
+# holds for it; omkafka then resubmits. Kafka here never auto-creates topics.
+TOPIC_WAIT_MS = 600_000
+
+
+def find_rsyslogd() -> str | None:
+    search = os.pathsep.join([os.environ.get("PATH", os.defpath), *SBIN_DIRS])
+    return shutil.which("rsyslogd", path=search)
+
+
+def omkafka_module() -> Path | None:
+    """The Kafka output comes in its own package (rsyslog-kafka): rsyslogd alone is not enough."""
+    for pattern in MODULE_GLOBS:
+        found = sorted(Path("/").glob(pattern.lstrip("/")))
+        if found:
+            return found[0]
+    return None
+
+
+def quoted(value: str) -> str:
+    """An rsyslog config string literal (backslash and double quote escaped)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def rsyslog_config(
+    *,
+    address: str,
+    port: int,
+    brokers: list[str],
+    topic: str,
+    work_dir: Path,
+    internal_log: Path,
+) -> str:
+    """The whole rsyslog.conf; globals come first since inputs read them when they are created."""
+    broker_list = ", ".join(quoted(b) for b in brokers)
+    return f"""# Written by the local stack (streams/stack/rsyslog.py): edits are overwritten.
+# Syslog over TCP (RFC 5424, octet-counted frames) -> Kafka, the MSG part only.
+
+# Before any input: imtcp takes maxMessageSize when the input is created.
+global(
+  workDirectory={quoted(str(work_dir))}
+  maxMessageSize="{MAX_MESSAGE}"
+  # Keep line feeds and tabs: the audit XML spans lines (the default turns LF into "#012").
+  parser.escapeControlCharactersOnReceive="off"
+  # rsyslog's own messages stay in this instance (not sent to a system log socket).
+  processInternalMessages="on"
+  net.enableDNS="off"
+)
+
+# imtcp takes octet-counted frames ("<length> <message>") as well as LF-ended ones.
+module(load="imtcp" maxSessions="200")
+module(load="omkafka")
+
+# The MSG part, nothing added: the audit XML (with the sender's BOM, if any).
+template(name="atnaMessage" type="string" string="%msg%")
+
+ruleset(name="atna") {{
+  action(
+    type="omkafka"
+    name="atna-to-kafka"
+    broker=[{broker_list}]
+    topic={quoted(topic)}
+    template="atnaMessage"
+    partitions.auto="on"
+    # What Kafka failed to take is produced again (in memory). The failed-message file is
+    # line-based and would cut multi-line XML apart: off.
+    resubmitOnFailure="on"
+    keepFailedMessages="off"
+    closeTimeout="10000"
+    # The topic is created by the worker: wait for it rather than fail its messages.
+    confParam=["topic.metadata.propagation.max.ms={TOPIC_WAIT_MS}",
+               "socket.keepalive.enable=true"]
+    topicConfParam=["acks=all"]
+    # While Kafka is down: retry for ever, queue in memory, spill to disk, keep it on stop.
+    queue.type="LinkedList"
+    queue.filename="atna-to-kafka"
+    queue.saveOnShutdown="on"
+    queue.maxDiskSpace="1g"
+    action.resumeRetryCount="-1"
+    action.resumeInterval="5"
+  )
+}}
+
+input(
+  type="imtcp"
+  address={quoted(address)}
+  port="{port}"
+  ruleset="atna"
+  maxFrameSize="{MAX_MESSAGE}"
+  discardTruncatedMsg="on"
+)
+
+# rsyslog's own messages (start, stop, Kafka errors) go to this service's log, not to Kafka.
+*.* action(type="omfile" file={quoted(str(internal_log))})
+"""
+
+
+class RsyslogService(DaemonService):
+    name = "syslog"
+    binary = "rsyslogd"
+    package = "rsyslog rsyslog-kafka"
+    port_setting = "GUETTEUR_STACK_SYSLOG_PORT"
+
+    def __init__(self, settings: StackSettings):
+        super().__init__(settings)
+        # rsyslogd refuses to start when its -i file names a live process: ours is written by
+        # start() with rsyslogd's own pid, so rsyslogd gets a file of its own.
+        self.rsyslogd_pid_file = settings.dir / "run" / f"{self.name}.rsyslogd.pid"
+
+    @property
+    def port(self) -> int:
+        return self.settings.syslog_port
+
+    @property
+    def topic(self) -> str:
+        return self.settings.syslog_topic
+
+    @property
+    def url(self) -> str:
+        return f"tcp://{self.settings.host}:{self.port}"
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "rsyslog.conf"
+
+    def executable(self) -> str:
+        found = find_rsyslogd()
+        if found is None:
+            raise StackError(self.name, f"`rsyslogd` is not installed: {INSTALL_HINT}")
+        return found
+
+    def installed(self) -> bool:
+        return find_rsyslogd() is not None and omkafka_module() is not None
+
+    def install(self, progress: Progress) -> None:
+        self.executable()
+        if omkafka_module() is None:
+            raise StackError(self.name, f"rsyslog's Kafka output is not installed: {INSTALL_HINT}")
+
+    def write_config(self) -> None:
+        s = self.settings
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(
+            rsyslog_config(
+                address=s.host,
+                port=self.port,
+                brokers=[s.kafka_bootstrap],
+                topic=self.topic,
+                work_dir=self.data_dir,
+                internal_log=self.log_file,
+            )
+        )
+
+    def arguments(self) -> list[str]:
+        return ["-n", "-f", str(self.config_file), "-i", str(self.rsyslogd_pid_file)]
+
+    def start(self) -> None:
+        # Only called when ours is not running: a file left by a killed rsyslogd is stale.
+        self.rsyslogd_pid_file.unlink(missing_ok=True)
+        super().start()
+
+    def ready(self) -> bool:
+        """Ready once the TCP input accepts connections (Kafka may still be on its way)."""
+        try:
+            with socket.create_connection((self.settings.host, self.port), timeout=3):
+                return True
+        except OSError:
+            return False
+
+    def version(self) -> str:
+        try:
+            result = subprocess.run(
+                [self.executable(), "-v"], capture_output=True, text=True, check=False
+            )
+        except StackError:
+            return "not installed"
+        found = re.search(r"rsyslogd\s+(\d\S*)", result.stdout)
+        return found.group(1) if found else "unknown"
+
+    def status(self) -> ServiceStatus:
+        detail = f"ATNA syslog -> Kafka topic {self.topic}"
+        return dataclasses.replace(super().status(), detail=detail)
