@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.worker_bench
 	$(BIN)/python -m bench.latency_bench
 	$(BIN)/python -m bench.detect_bench
+	$(BIN)/python -m bench.foreign_bench
 
 stack-down: $(STAMP)
 	$(BIN)/guetteur stack down

@@ -45,21 +45,27 @@ _ROOT = "AuditMessage"
 def translate(raw: bytes, table: MappingPolicy) -> Translation:
     """One syslog MSG (or Kafka message): one AuditMessage."""
     try:
-        message = _parse(raw)
-        events = map_audit_message(message, content_id(raw), table)
+        xml = _document(raw)
+        # Named by the XML alone: the same message has the same ids whether it came with a
+        # syslog header or BOM (rsyslog) or without (a file, a direct Kafka producer).
+        events = map_audit_message(_parse(xml), content_id(xml.encode()), table)
     except UnmappableError as exc:
         return Translation(refusals=[Refusal(exc.element, exc.problem, raw)], records=1)
     return Translation(events=events, records=1)
 
 
-def _parse(raw: bytes) -> Element:
+def _document(raw: bytes) -> str:
+    """The XML document in a syslog MSG (or a whole syslog line: it starts at its declaration)."""
     text = decode_text(raw, "message")
-    # A whole syslog line may arrive instead of its MSG: the XML starts at its declaration.
     start = min((i for i in (text.find("<?xml"), text.find(f"<{_ROOT}")) if i >= 0), default=-1)
     if start < 0:
         raise UnmappableError("message", f"no <{_ROOT}> element: not a DICOM audit message")
+    return text[start:].strip()
+
+
+def _parse(xml: str) -> Element:
     try:
-        root = fromstring(text[start:])
+        root = fromstring(xml)
     except DefusedXmlException as exc:
         raise UnmappableError("message", f"XML with a DTD or entities is refused ({exc})") from None
     except (ParseError, ValueError, RecursionError) as exc:

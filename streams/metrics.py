@@ -24,6 +24,11 @@ FOREIGN_EVENTS = Counter(
     "Access events mapped from FHIR AuditEvents and ATNA messages, by format.",
     ["format"],
 )
+FHIR_POSTS = Counter(
+    "guetteur_fhir_posts_total",
+    "Requests to the console's FHIR endpoint, by HTTP status (503: Kafka did not take them).",
+    ["status"],
+)
 HISTORY_DOCUMENTS = Counter(
     "guetteur_history_documents_total",
     "Access-history documents acknowledged by Elasticsearch.",

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 import click
 
+from adapters import atna, fhir
+from adapters.common import MAX_RECORD_BYTES
+from adapters.table import MappingPolicy
 from detectors.exceptions import Exceptions
 from detectors.models import AccessEvent
 from detectors.policy import load_policy
@@ -19,13 +23,22 @@ from detectors.registry import all_detectors
 from detectors.runner import detect_stream
 from streams.audit.safe_output import terminal_cell
 from streams.cli.output import emit, progress, stderr
-from streams.decode import EventTimeBounds, Rejected, decode
+from streams.decode import EventTimeBounds, Reason, Rejected, decode
 from streams.demo.simulate import simulate as simulate_days
 from streams.exceptions import read_all as read_exceptions
 from streams.exceptions import read_file
 from streams.minimise import Minimiser
 from streams.pseudonym import load_pseudonymizer
 from streams.settings import Settings, load
+
+# An ATNA message in a file of them (a syslog dump, a folder concatenated), declaration included.
+AUDIT_MESSAGE = re.compile(rb"(?:<\?xml[^>]*>\s*)?<AuditMessage\b.*?</AuditMessage>", re.DOTALL)
+
+
+class Record(NamedTuple):
+    label: str  # where it is in the file, for the refusals said on stderr
+    raw: bytes | None  # contract JSON; None if the foreign record was refused
+    refusal: str | None = None
 
 
 @click.command()
@@ -43,6 +56,16 @@ from streams.settings import Settings, load
     "JSON lines (`guetteur exceptions list --json`). Default: none.",
 )
 @click.option(
+    "--format",
+    "input_format",
+    type=click.Choice(["json", "fhir", "atna"]),
+    default="json",
+    show_default=True,
+    help="json: contract events (JSON lines). fhir: FHIR AuditEvents or Bundles (NDJSON, or "
+    "one JSON document). atna: DICOM audit messages (XML, one or more). Mapped as the worker "
+    "maps them (the policy's [mapping] section).",
+)
+@click.option(
     "--reorder-window",
     "reorder_seconds",
     default=3600.0,
@@ -51,7 +74,11 @@ from streams.settings import Settings, load
     help="Seconds by which the file may be out of event-time order (memory grows with it).",
 )
 def detect(
-    events: IO[bytes], policy_file: Path | None, exceptions_from: str | None, reorder_seconds: float
+    events: IO[bytes],
+    policy_file: Path | None,
+    exceptions_from: str | None,
+    input_format: str,
+    reorder_seconds: float,
 ) -> None:
     """Run every detector over EVENTS (JSON lines, - for stdin) in event-time order.
 
@@ -69,7 +96,8 @@ def detect(
     with progress("detect") as report:
 
         def accepted() -> Iterator[AccessEvent]:
-            for event in _read(events, report, settings.event_time_bounds()):
+            records = _records(events, input_format, policy.mapping)
+            for event in _read(records, report, settings.event_time_bounds()):
                 read["events"] += 1
                 yield minimiser.protect(event)[0]
 
@@ -96,24 +124,85 @@ def _exceptions(settings: Settings, source: str | None) -> Exceptions:
     return exceptions
 
 
+def _records(source: IO[bytes], input_format: str, table: MappingPolicy) -> Iterator[Record]:
+    """Contract JSON lines, as read or as mapped from FHIR or ATNA (refusals said, not lost)."""
+    if input_format == "json":
+        for number, line in enumerate(source, start=1):
+            if line.strip():
+                yield Record(f"line {number}", line.rstrip(b"\n"))
+        return
+    for label, raw in foreign_records(source, input_format):
+        translation = (fhir if input_format == "fhir" else atna).translate(raw, table)
+        for refusal in translation.refusals:
+            yield Record(label, None, refusal.reason)
+        for event in translation.events:
+            yield Record(f"{label} ({event['event_id']})", json.dumps(event).encode())
+
+
+def foreign_records(source: IO[bytes], input_format: str) -> Iterator[tuple[str, bytes]]:
+    """FHIR: one resource or Bundle per line (NDJSON, as FHIR bulk exports write), or the
+    whole file as one JSON document. ATNA: each ``AuditMessage`` in the file. Read as a
+    stream: memory holds one record, not the file."""
+    if input_format == "atna":
+        yield from _audit_messages(source)
+        return
+    first = source.readline()
+    while first and not first.strip():
+        first = source.readline()
+    if _is_json(first):  # NDJSON
+        yield "line 1", first
+        for number, line in enumerate(source, start=2):
+            if line.strip():
+                yield f"line {number}", line
+    else:  # one document over several lines (a pretty-printed Bundle)
+        yield "document", first + source.read(MAX_RECORD_BYTES + 1)
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _audit_messages(source: IO[bytes]) -> Iterator[tuple[str, bytes]]:
+    pending = b""
+    number = 0
+    for line in source:
+        pending += line
+        while (match := AUDIT_MESSAGE.search(pending)) is not None:
+            number += 1
+            yield f"message {number}", match.group(0)
+            pending = pending[match.end() :]
+        if len(pending) > MAX_RECORD_BYTES:  # no end in sight: give it to the mapping to refuse
+            number += 1
+            yield f"message {number}", pending
+            pending = b""
+    if pending.strip():
+        yield f"message {number + 1}", pending
+
+
 def _read(
-    source: IO[bytes], report: Callable[[str], None], bounds: EventTimeBounds
+    records: Iterator[Record], report: Callable[[str], None], bounds: EventTimeBounds
 ) -> Iterator[AccessEvent]:
     refused = 0
-    for number, line in enumerate(source, start=1):
-        if not line.strip():
-            continue
-        result = decode(line.rstrip(b"\n"), bounds=bounds)
+    for number, record in enumerate(records, start=1):
+        result = (
+            decode(record.raw, bounds=bounds)
+            if record.raw is not None
+            else Rejected(Reason.UNMAPPABLE, record.refusal or "")
+        )
         if isinstance(result, Rejected):
             refused += 1
             detail = terminal_cell(result.detail)
-            stderr.print(f"line {number}: refused ({result.reason.value}): {detail}")
+            stderr.print(f"{record.label}: refused ({result.reason.value}): {detail}")
             continue
         if number % 10_000 == 0:
-            report(f"read {number} lines")
+            report(f"read {number} records")
         yield result
     if refused:
-        stderr.print(f"{refused} line(s) refused; they are not in the results")
+        stderr.print(f"{refused} record(s) refused; they are not in the results")
 
 
 @click.command()

@@ -23,7 +23,9 @@ from aiohttp import web
 from elasticsearch import Elasticsearch, NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from adapters.common import MAX_RECORD_BYTES
 from detectors.exceptions import DetectionException
+from detectors.policy import load_policy
 from streams import exceptions as live
 from streams import metrics
 from streams.audit import watch
@@ -41,6 +43,7 @@ from streams.audit.report import (
 )
 from streams.audit.search import search_page
 from streams.console import tokens, triage
+from streams.console.fhir import FhirReceiver
 from streams.console.overview import overview as team_overview
 from streams.console.params import alerts_query, error, json_object, moment, paging
 from streams.console.tokens import Role, User
@@ -59,7 +62,8 @@ def create_api(
     settings: Settings, client: Elasticsearch, pseudonymizer: Pseudonymizer
 ) -> web.Application:
     api = Console(settings, client, pseudonymizer)
-    app = web.Application(middlewares=[api.authenticate])
+    # A Bundle of audit records may be a few megabytes (aiohttp's default limit is 1 MiB).
+    app = web.Application(middlewares=[api.authenticate], client_max_size=MAX_RECORD_BYTES)
     app.router.add_get("/", api.index)
     app.router.add_get("/metrics", api.metrics)
     app.router.add_get("/console.js", api.script)
@@ -73,6 +77,7 @@ def create_api(
     app.router.add_get("/api/exceptions", api.list_exceptions)
     app.router.add_post("/api/exceptions", api.add_exception)
     app.router.add_delete("/api/exceptions/{exception_id}", api.delete_exception)
+    FhirReceiver(settings, load_policy(settings.policy_file).mapping, api.require).install(app)
     return app
 
 
@@ -86,7 +91,7 @@ class Console:
 
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith(("/api/", "/fhir")):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""

@@ -26,6 +26,7 @@ class Role(StrEnum):
     AUDITOR = "auditor"  # searches and reports
     ANALYST = "analyst"  # alerts and triage
     ADMIN = "admin"  # everything
+    PRODUCER = "producer"  # sends audit records (the FHIR endpoint); reads nothing
 
 
 @dataclass(frozen=True)
