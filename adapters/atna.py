@@ -13,6 +13,7 @@ Both attribute spellings of a coded value are read: ``csd-code`` (DICOM PS3.15 t
 from __future__ import annotations
 
 import ipaddress
+import re
 from contextlib import suppress
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,8 @@ _PERSON, _PATIENT = "1", "1"  # ParticipantObjectTypeCode, ParticipantObjectType
 _IP_ADDRESS = "2"  # NetworkAccessPointTypeCode
 _SYSTEM = "2"  # UserTypeCode (1: person)
 _ROOT = "AuditMessage"
+# Where the XML starts: its declaration, else the root element (perhaps namespace-prefixed).
+_START = re.compile(r"<\?xml|<(?:[A-Za-z_][\w.-]*:)?AuditMessage\b")
 
 
 def translate(raw: bytes, table: MappingPolicy) -> Translation:
@@ -51,13 +54,14 @@ def translate(raw: bytes, table: MappingPolicy) -> Translation:
         events = map_audit_message(_parse(xml), content_id(xml.encode()), table)
     except UnmappableError as exc:
         return Translation(refusals=[Refusal(exc.element, exc.problem, raw)], records=1)
-    return Translation(events=events, records=1)
+    return Translation(events=events, records=1, mapped=1)
 
 
 def _document(raw: bytes) -> str:
     """The XML document in a syslog MSG (or a whole syslog line: it starts at its declaration)."""
     text = decode_text(raw, "message")
-    start = min((i for i in (text.find("<?xml"), text.find(f"<{_ROOT}")) if i >= 0), default=-1)
+    found = _START.search(text)
+    start = found.start() if found else -1
     if start < 0:
         raise UnmappableError("message", f"no <{_ROOT}> element: not a DICOM audit message")
     return text[start:].strip()
@@ -236,12 +240,17 @@ def _site_names(root: Element) -> list[str]:
 def _attributes(
     type_codes: list[tuple[str, str]], objects: list[tuple[str, str]], root: Element
 ) -> dict[str, Any]:
+    """Codes, never values: what the record said, for an auditor to see how it was mapped."""
     sources = [s.get("AuditSourceID") for s in _children(root, "AuditSourceIdentification")]
-    return {
+    event = _children(root, "EventIdentification")[0]
+    purposes = [code for _, code in _codes(_children(event, "PurposeOfUse"))]
+    attributes = {
         "type": [coded(system, code) for system, code in type_codes],
         "objects": sorted({coded(system, code) for system, code in objects}),
         "audit_source": [s for s in sources if s],
+        "purpose": purposes,
     }
+    return {key: value for key, value in attributes.items() if value}
 
 
 def _codes(elements: list[Element]) -> list[tuple[str, str]]:

@@ -17,11 +17,13 @@ import binascii
 import ipaddress
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from adapters.common import (
+    MAX_EVENT_ID,
     Refusal,
     Translation,
     UnmappableError,
@@ -79,7 +81,7 @@ def _entry(resource: Any, original: bytes, path: str, table: MappingPolicy) -> T
         return Translation(refusals=[Refusal(exc.element, exc.problem, original)], records=1)
     except RecursionError:
         return Translation(refusals=[Refusal(path, "nested too deeply", original)], records=1)
-    return Translation(events=events, records=1)
+    return Translation(events=events, records=1, mapped=1)
 
 
 def _bundle(bundle: dict[str, Any], raw: bytes, table: MappingPolicy) -> Translation:
@@ -101,7 +103,8 @@ def _bundle(bundle: dict[str, Any], raw: bytes, table: MappingPolicy) -> Transla
     if bundle.get("type") == "transaction" and result.refusals:
         whole = result.refusals[0]
         problem = f"{whole.problem} (a transaction is all or nothing: none of its entries kept)"
-        return Translation(refusals=[Refusal(whole.element, problem, raw)], records=result.records)
+        refused = Refusal(whole.element, problem, raw)
+        return Translation(refusals=[refused], records=result.records)  # mapped: none
     return result
 
 
@@ -111,8 +114,8 @@ def map_audit_event(resource: dict[str, Any], table: MappingPolicy, path: str) -
     event = _validated(resource, r5, path)
     view = _R5(event, path) if r5 else _R4(event, path)
     patients = view.patients()
-    base = f"fhir:{event.id}" if event.id else f"fhir:{content_id(_canonical(resource))}"
     placed = table.site(view.site_names(), table.fhir_source)
+    base = _base_id(event.id, view.site_names(), resource)
     common = {
         "timestamp": view.timestamp(),
         "source": placed.source,
@@ -175,9 +178,9 @@ class _R4:
     _type_elements = "subtype/type"
 
     def timestamp(self) -> str:
-        period = self.event.period
-        if period is not None and period.start is not None:
-            return with_offset(period.start, f"{self.path}.period.start")
+        start = self.event.period.start if self.event.period is not None else None
+        if isinstance(start, datetime):  # a date alone says no time: the recorded one does
+            return with_offset(start, f"{self.path}.period.start")
         return self.recorded()
 
     def recorded(self) -> str:
@@ -313,7 +316,7 @@ class _R5(_R4):
         period = self.event.occurredPeriod
         if period is not None and period.start is not None:
             occurred = period.start
-        if occurred is not None and hasattr(occurred, "tzinfo"):  # a date alone says no time
+        if isinstance(occurred, datetime):  # a date alone says no time
             return with_offset(occurred, f"{self.path}.occurred[x]")
         return self.recorded()
 
@@ -450,6 +453,15 @@ def _fhir_path(path: str, loc: tuple[int | str, ...]) -> str:
         elif part != "root":
             path += f".{part}"
     return path
+
+
+def _base_id(logical_id: str | None, sites: list[str], resource: dict[str, Any]) -> str:
+    """``fhir:<server>/<id>``: an AuditEvent's id is unique on its server only (two servers
+    both write AuditEvent/1), so it is named with the first name of its source; without an
+    id, by its content."""
+    if logical_id and sites and len(sites[0]) + len(logical_id) <= MAX_EVENT_ID - 16:
+        return f"fhir:{sites[0]}/{logical_id}"
+    return f"fhir:{content_id(_canonical(resource))}"
 
 
 def _canonical(value: Any) -> bytes:

@@ -225,6 +225,16 @@ class MappingPolicy(BaseModel):
     fhir_source: str = Field(default="fhir", description="`source` of unlisted FHIR servers.")
     atna_source: str = Field(default="atna", description="`source` of unlisted ATNA sources.")
 
+    @field_validator("record_events", "machine_codes", mode="before")
+    @classmethod
+    def _added_to_defaults(cls, given: Any, info: ValidationInfo) -> Any:
+        """Codes a deployment lists are added to the standard ones (kept first, in order)."""
+        if not isinstance(given, list):
+            return given
+        default = cls.model_fields[info.field_name or ""].default_factory
+        known = default() if callable(default) else []  # type: ignore[call-arg]
+        return [*known, *(code for code in given if code not in known)]
+
     @field_validator(
         "actions",
         "record_actions",

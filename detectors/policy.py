@@ -240,10 +240,14 @@ class PrivacyPolicy(_Section):
     """What of a producer's free text may be stored (``streams.minimise``)."""
 
     attributes: dict[str, list[str]] = Field(
-        default_factory=lambda: {"*": ["pseudonymised"], "guetteur": ["guetteur_audit"]},
+        default_factory=lambda: {
+            "*": ["pseudonymised", "fhir", "atna"],
+            "guetteur": ["guetteur_audit"],
+        },
         description="Per source (or '*' for all): the attribute keys kept; every other "
         "attribute is dropped at ingestion. By default only 'pseudonymised' (read by export "
-        "detection) and Guetteur's own audit record.",
+        "detection), the codes a FHIR or ATNA record was mapped from ('fhir', 'atna') and "
+        "Guetteur's own audit record.",
     )
     patient_id_patterns: list[str] = Field(
         default_factory=list,

@@ -25,6 +25,8 @@ from streams.topics import read_topic
 PREFIX = "guetteur."
 # Header a replay carries, kept if the message is refused again (see streams.ingest).
 REPLAYED_FROM = PREFIX + "replayed_from"
+# Header of an event mapped from a FHIR or ATNA record: that record's topic:partition:offset.
+MAPPED_FROM = PREFIX + "mapped_from"
 # Set to REFERENCE on a letter whose value stands for a message too large to copy whole.
 PAYLOAD = PREFIX + "payload"
 REFERENCE = b"reference"
@@ -123,13 +125,13 @@ def read_all(settings: Settings, timeout: float = 30.0) -> Iterator[DeadLetter]:
 
 def replay(
     settings: Settings, letters: Iterable[DeadLetter], on_sent: Callable[[int], None] | None = None
-) -> tuple[int, list[DeadLetter]]:
+) -> tuple[dict[str, int], list[DeadLetter]]:
     """Re-submit the original bytes where they were first read, marked with where they came from.
 
     That is the events topic, or for a FHIR AuditEvent or ATNA message its own topic, to be
     mapped again. A letter that is only a reference is replayed from the source topic, if it
-    still holds the message (and its SHA-256 matches). Returns how many were sent, and the
-    letters that could not be, because their original is gone.
+    still holds the message (and its SHA-256 matches). Returns how many were sent to each
+    topic, and the letters that could not be, because their original is gone.
     """
     gone: list[DeadLetter] = []
     by_topic: dict[str, list[Record]] = {}
@@ -142,9 +144,10 @@ def replay(
         by_topic.setdefault(replay_topic(settings, letter), []).append(
             Record(value, letter.key, mark)
         )
-    sent = sum(
-        publish_records(settings, topic, records, on_sent) for topic, records in by_topic.items()
-    )
+    sent = {
+        topic: publish_records(settings, topic, records, on_sent)
+        for topic, records in by_topic.items()
+    }
     return sent, gone
 
 

@@ -30,15 +30,13 @@ from adapters.table import MappingPolicy
 from streams import metrics
 from streams.backoff import Backoff
 from streams.continuity import Continuity
-from streams.dead_letters import PREFIX
+from streams.dead_letters import MAPPED_FROM
 from streams.decode import Reason, Rejected
 from streams.ingest import DeadLetters, Letter
 from streams.settings import Settings
 from streams.topics import GroupOffsets
 
 log = logging.getLogger(__name__)
-
-MAPPED_FROM = PREFIX + "mapped_from"
 
 
 @dataclass(frozen=True)
@@ -94,8 +92,8 @@ class TranslateStage:
                 key, value = encode(event)
                 sends.append(await self.events_topic.send(key=key, value=value, headers=origin))
             letters += [self._letter(message, refusal) for refusal in translation.refusals]
-            refused += len(translation.refusals)
-            mapped += translation.records - len(translation.refusals)
+            refused += translation.records - translation.mapped
+            mapped += translation.mapped
             metrics.FOREIGN_EVENTS.labels(self.form.name).inc(len(translation.events))
         await asyncio.gather(*sends, self.dead_letters.send(letters))
         metrics.FOREIGN_RECORDS.labels(self.form.name, "mapped").inc(mapped)

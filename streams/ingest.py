@@ -27,7 +27,7 @@ from detectors.models import AccessEvent
 from detectors.runner import Runner
 from streams import metrics
 from streams.backoff import Backoff
-from streams.dead_letters import PAYLOAD, REFERENCE, REPLAYED_FROM, headers_for
+from streams.dead_letters import MAPPED_FROM, PAYLOAD, REFERENCE, REPLAYED_FROM, headers_for
 from streams.decode import EventTimeBounds, Reason, Rejected, decode
 from streams.detection import routing
 from streams.detection.agents import DetectionTopics, detector_failed
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 # How much of a message too large to forward whole is kept in its reference, to recognise it.
 PREFIX_BYTES = 256
+# Headers a dead letter keeps from its message.
+CARRIED = {REPLAYED_FROM, MAPPED_FROM}
 
 
 @dataclass(frozen=True)
@@ -333,9 +335,10 @@ def reference(message: Any) -> bytes:
 
 
 def _carried_headers(headers: Any) -> list[tuple[str, bytes]]:
-    """Keep a replay's mark, so a message that fails again shows it was already replayed."""
+    """Keep a replay's mark, so a message that fails again shows it was already replayed, and
+    the FHIR or ATNA record a mapped event came from."""
     items = headers.items() if isinstance(headers, dict) else (headers or [])
-    return [(key, value) for key, value in items if key == REPLAYED_FROM]
+    return [(key, value) for key, value in items if key in CARRIED]
 
 
 def _timestamp_ms(timestamp: float | None) -> int | None:

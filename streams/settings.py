@@ -50,10 +50,11 @@ class StackSettings(BaseSettings):
         le=65535,
         description="TCP port of the stack's syslog receiver (rsyslog), for ATNA audit records.",
     )
-    syslog_topic: str = Field(
-        default="access-events-atna",
+    syslog_topic: str | None = Field(
+        default=None,
         pattern=r"^[A-Za-z0-9._-]+$",
-        description="Kafka topic the syslog receiver writes each message's MSG part to.",
+        description="Kafka topic the syslog receiver writes each message's MSG part to; by "
+        "default the worker's ATNA topic (<GUETTEUR_TOPIC_EVENTS>-atna), so they cannot drift.",
     )
     kafka_heap: str = Field(default="512m", pattern=r"^\d+[kmg]$")
     es_heap: str = Field(default="768m", pattern=r"^\d+[kmg]$")

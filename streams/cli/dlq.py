@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from streams import dead_letters
-from streams.cli.output import emit, emit_record, progress
+from streams.cli.output import emit, progress
 from streams.settings import Settings, load
 
 NARROW = ["dlq_position", "reason", "source_position", "detail"]  # what fits 80 columns
@@ -52,7 +52,8 @@ def list_(reasons: tuple[str, ...], as_json: bool, wide: bool) -> None:
 @click.option("--position", "positions", multiple=True, help="Only this PARTITION:OFFSET.")
 @click.option("--json", "as_json", is_flag=True)
 def replay(reasons: tuple[str, ...], positions: tuple[str, ...], as_json: bool) -> None:
-    """Re-submit dead letters to the events topic as they were (e.g. after a contract fix).
+    """Re-submit dead letters where they were read, as they were (e.g. after a contract fix):
+    the events topic, or a FHIR or ATNA record's own topic, to be mapped again.
 
     Messages that are still invalid come back to the dead-letter topic, marked as replays;
     valid ones are indexed once (documents are keyed by event_id).
@@ -63,10 +64,11 @@ def replay(reasons: tuple[str, ...], positions: tuple[str, ...], as_json: bool) 
         sent, gone = dead_letters.replay(
             settings, letters, lambda n: report(f"{n}/{len(letters)} re-submitted")
         )
-    emit_record(
-        {"replayed": sent, "unavailable": len(gone), "to_topic": settings.topic_events},
-        as_json=as_json,
-    )
+    rows = [
+        {"to_topic": topic, "replayed": count, "unavailable": 0} for topic, count in sent.items()
+    ] or [{"to_topic": settings.topic_events, "replayed": 0, "unavailable": 0}]
+    rows[0]["unavailable"] = len(gone)
+    emit(rows, ["to_topic", "replayed", "unavailable"], as_json=as_json, title="replayed")
     if gone:
         where = ", ".join(letter.position for letter in gone)
         raise click.ClickException(

@@ -33,7 +33,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from streams.settings import StackSettings
+from streams.settings import Settings, StackSettings
 from streams.stack.daemon import DaemonService
 from streams.stack.service import Progress, ServiceStatus, StackError
 
@@ -159,7 +159,7 @@ class RsyslogService(DaemonService):
 
     @property
     def topic(self) -> str:
-        return self.settings.syslog_topic
+        return self.settings.syslog_topic or Settings().atna_topic
 
     @property
     def url(self) -> str:

@@ -134,7 +134,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/balp/AuditEvent-ex-auditBasicCreateServer.json": [
         (
-            "fhir:ex-auditBasicCreateServer",
+            "fhir:myMachine.example.org/ex-auditBasicCreateServer",
             "2020-04-29T09:49:00+00:00",
             "create",
             "success",
@@ -150,7 +150,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/balp/AuditEvent-ex-auditBasicDeleteServer.json": [
         (
-            "fhir:ex-auditBasicDeleteServer",
+            "fhir:Device/ex-device/ex-auditBasicDeleteServer",
             "2020-04-29T09:49:00+00:00",
             "delete",
             "success",
@@ -166,7 +166,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/balp/AuditEvent-ex-auditBasicQueryGetServer.json": [
         (
-            "fhir:ex-auditBasicQueryGetServer",
+            "fhir:Device/ex-device/ex-auditBasicQueryGetServer",
             "2020-04-29T09:49:00+00:00",
             "search",
             "success",
@@ -182,7 +182,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/balp/AuditEvent-ex-auditBasicReadClient.json": [
         (
-            "fhir:ex-auditBasicReadClient",
+            "fhir:myMachine.example.org/ex-auditBasicReadClient",
             "2020-04-29T09:49:00+00:00",
             "view",
             "success",
@@ -198,7 +198,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/balp/AuditEvent-ex-auditBasicReadNoPatient.json": [
         (
-            "fhir:ex-auditBasicReadNoPatient",
+            "fhir:Device/ex-device/ex-auditBasicReadNoPatient",
             "2020-04-29T09:49:00+00:00",
             "view",
             "success",
@@ -214,7 +214,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/balp/AuditEvent-ex-auditBasicReadServer.json": [
         (
-            "fhir:ex-auditBasicReadServer",
+            "fhir:Device/ex-device/ex-auditBasicReadServer",
             "2020-04-29T09:49:00+00:00",
             "view",
             "success",
@@ -230,7 +230,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/balp/AuditEvent-ex-auditBasicUpdate1.json": [
         (
-            "fhir:ex-auditBasicUpdate1",
+            "fhir:Device/ex-device/ex-auditBasicUpdate1",
             "2020-04-29T09:49:00+00:00",
             "update",
             "success",
@@ -246,7 +246,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r4/auditevent-example-disclosure.json": [
         (
-            "fhir:example-disclosure",
+            "fhir:Watchers Accounting of Disclosures Application/example-disclosure",
             "2013-09-22T00:08:00+00:00",
             "export",
             "success",
@@ -262,7 +262,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r4/auditevent-example-error.json": [
         (
-            "fhir:example-error",
+            "fhir:hl7connect.healthintersections.com.au/example-error",
             "2017-09-07T23:42:24+00:00",
             "create",
             "failure",
@@ -278,7 +278,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r4/auditevent-example-login.json": [
         (
-            "fhir:example-login",
+            "fhir:hl7connect.healthintersections.com.au/example-login",
             "2013-06-20T23:41:23+00:00",
             "login",
             "success",
@@ -294,7 +294,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r4/auditevent-example-logout.json": [
         (
-            "fhir:example-logout",
+            "fhir:hl7connect.healthintersections.com.au/example-logout",
             "2013-06-20T23:46:41+00:00",
             "logout",
             "success",
@@ -310,7 +310,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r4/auditevent-example-media.json": [
         (
-            "fhir:example-media",
+            "fhir:hl7connect.healthintersections.com.au/example-media",
             "2015-08-27T23:42:24+00:00",
             "export",
             "success",
@@ -326,7 +326,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r4/auditevent-example-pixQuery.json": [
         (
-            "fhir:example-pixQuery",
+            "fhir:hl7connect.healthintersections.com.au/example-pixQuery",
             "2015-08-26T23:42:24+00:00",
             "search",
             "success",
@@ -342,7 +342,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r4/auditevent-example-rest.json": [
         (
-            "fhir:example-rest",
+            "fhir:hl7connect.healthintersections.com.au/example-rest",
             "2013-06-20T23:42:24+00:00",
             "view",
             "success",
@@ -358,7 +358,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r4/auditevent-example-search.json": [
         (
-            "fhir:example-search",
+            "fhir:hl7connect.healthintersections.com.au/example-search",
             "2015-08-22T23:42:24+00:00",
             "search",
             "success",
@@ -377,7 +377,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r5/auditevent-example-disclosure.json": [
         (
-            "fhir:example-disclosure",
+            "fhir:Watchers Accounting of Disclosures Application/example-disclosure",
             "2013-09-22T00:08:00+00:00",
             "export",
             "success",
@@ -393,7 +393,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r5/auditevent-example-error.json": [
         (
-            "fhir:example-error",
+            "fhir:hl7connect.healthintersections.com.au/example-error",
             "2017-09-07T23:42:24+00:00",
             "create",
             "failure",
@@ -409,7 +409,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r5/auditevent-example-login.json": [
         (
-            "fhir:example-login",
+            "fhir:hl7connect.healthintersections.com.au/example-login",
             "2013-06-20T23:41:23+00:00",
             "login",
             "success",
@@ -425,7 +425,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r5/auditevent-example-logout.json": [
         (
-            "fhir:example-logout",
+            "fhir:hl7connect.healthintersections.com.au/example-logout",
             "2013-06-20T23:46:41+00:00",
             "logout",
             "success",
@@ -441,7 +441,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r5/auditevent-example-media.json": [
         (
-            "fhir:example-media",
+            "fhir:hl7connect.healthintersections.com.au/example-media",
             "2015-08-27T23:42:24+00:00",
             "export",
             "success",
@@ -457,7 +457,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r5/auditevent-example-pixQuery.json": [
         (
-            "fhir:example-pixQuery",
+            "fhir:hl7connect.healthintersections.com.au/example-pixQuery",
             "2015-08-26T23:42:24+00:00",
             "search",
             "success",
@@ -473,7 +473,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r5/auditevent-example-rest.json": [
         (
-            "fhir:example-rest",
+            "fhir:hl7connect.healthintersections.com.au/example-rest",
             "2013-06-20T23:42:24+00:00",
             "view",
             "success",
@@ -489,7 +489,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     ],
     "fhir/r5/auditevent-example-search.json": [
         (
-            "fhir:example-search",
+            "fhir:hl7connect.healthintersections.com.au/example-search",
             "2015-08-22T23:42:24+00:00",
             "search",
             "success",
@@ -774,7 +774,7 @@ def test_atna_chooses_the_person_over_the_application_and_reads_old_code_attribu
             "message",
             "XML with a DTD or entities",
         ),
-        (b"<AuditMessage>" * 100_000, "message", "not well-formed XML"),
+        (b"<AuditMessage>" * 60_000, "message", "not well-formed XML"),
         (b"\xff\xfe<AuditMessage/>", "message", "not UTF-8"),
         (b"hello", "message", "no <AuditMessage>"),
         (b"<AuditMessage/>", "AuditMessage/EventIdentification", "missing"),
@@ -884,3 +884,41 @@ def test_hostile_fhir_messages_are_refused_with_the_element(
     [refusal] = result.refusals
     assert (refusal.element, refusal.original) == (element, raw)
     assert refusal.problem.startswith(problem)
+
+
+def test_two_servers_with_the_same_audit_event_id_give_two_accesses() -> None:
+    """AuditEvent/1 on one server is not AuditEvent/1 on another: an event id shared by both
+    would have the history keep one access and drop the other as a duplicate."""
+    first = read_event(["p-1"], id="1")
+    second = {**first, "source": {"observer": {"identifier": {"value": "other.example.org"}}}}
+    ids = [
+        fhir.translate(json.dumps(e).encode(), MappingPolicy()).events[0]["event_id"]
+        for e in (first, second)
+    ]
+    assert ids == ["fhir:ehr.example.org/1", "fhir:other.example.org/1"]
+
+
+def test_a_date_without_a_time_is_not_a_moment() -> None:
+    """period.start "2026-11-20" says which day, not when: the record's own time is used."""
+    event = read_event(["p-1"], period={"start": "2026-11-20"})
+    [mapped] = fhir.translate(json.dumps(event).encode(), MappingPolicy()).events
+    assert mapped["timestamp"] == "2026-11-20T09:30:00+01:00"  # recorded
+
+
+def test_listed_codes_are_added_to_the_standard_ones() -> None:
+    table = parse_policy({"mapping": {"record_events": ["LOCAL-1"], "machine_codes": ["X"]}})
+    assert table.mapping.record_events[:2] == ["rest", "110110"]
+    assert table.mapping.record_events[-1] == "LOCAL-1"
+    assert table.mapping.machine_codes == ["110150", "X"]
+
+
+def test_an_atna_root_with_a_namespace_prefix_and_purposes_kept_as_codes() -> None:
+    prefixed = (
+        ATNA_READ.split("?>", 1)[1]
+        .replace("<AuditMessage>", '<a:AuditMessage xmlns:a="urn:x">')
+        .replace("</AuditMessage>", "</a:AuditMessage>")
+        .replace('csd-code="TREAT"', 'csd-code="LOCAL-PURPOSE"')
+    )
+    [event] = atna.translate(prefixed.encode(), MappingPolicy()).events
+    assert event["actor"]["id"] == "dr-martin" and "purpose" not in event
+    assert event["attributes"]["atna"]["purpose"] == ["LOCAL-PURPOSE"]

@@ -14,8 +14,8 @@ from adapters.table import MappingPolicy
 from detectors.models import Role
 from detectors.policy import ExportPolicy, PrivacyPolicy
 from streams.backoff import Backoff
-from streams.dead_letters import DeadLetter, replay_topic
-from streams.foreign import MAPPED_FROM, Format, TranslateStage, formats
+from streams.dead_letters import MAPPED_FROM, DeadLetter, replay_topic
+from streams.foreign import Format, TranslateStage, formats
 from streams.ingest import DeadLetters
 from streams.keys import Key
 from streams.minimise import Minimiser
@@ -59,8 +59,11 @@ def test_mapped_events_go_to_the_events_topic_keyed_by_practice_with_their_origi
     }
     events, dlq = run(fhir, READ, json.dumps(bundle).encode(), b"\x00" * 10, b"[" * 100_000)
     assert [(key, json.loads(value)["event_id"]) for key, value, _ in events.sent] == [
-        (b"Device/ex-device", "fhir:ex-auditBasicReadServer"),
-        (b"Device/ex-device", "fhir:ex-auditBasicReadServer"),  # the same record: same id
+        (b"Device/ex-device", "fhir:Device/ex-device/ex-auditBasicReadServer"),
+        (
+            b"Device/ex-device",
+            "fhir:Device/ex-device/ex-auditBasicReadServer",
+        ),  # the same record: same id
     ]
     assert [headers[MAPPED_FROM] for _, _, headers in events.sent] == [
         b"events-fhir:2:0",
