@@ -28,7 +28,7 @@ def _run(*command: str) -> str:
 
 
 def test_promtool_checks_the_rules() -> None:
-    assert "SUCCESS: 8 rules found" in _run("promtool", "check", "rules", str(RULES))
+    assert "SUCCESS: 9 rules found" in _run("promtool", "check", "rules", str(RULES))
 
 
 def test_promtool_runs_the_rules_unit_tests() -> None:
