@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -24,10 +25,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from adapters import fhir
-from adapters.common import MAX_RECORD_BYTES, Translation
+from adapters.common import MAX_RECORD_BYTES, Refusal, Translation
 from adapters.table import MappingPolicy
 from streams import metrics
 from streams.console.tokens import Role
+from streams.decode import Rejected, decode
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class FhirReceiver:
         self.settings = settings
         self.table = table
         self.require = require
+        self.bounds = settings.event_time_bounds()
         self._producer: AIOKafkaProducer | None = None
 
     def install(self, app: web.Application) -> None:
@@ -66,7 +69,7 @@ class FhirReceiver:
         if resource.get("resourceType") != "AuditEvent":
             kind = resource.get("resourceType")
             return _refused(400, "resourceType", f"{kind!r} posted to /fhir/AuditEvent")
-        translation = fhir.translate(raw, self.table)
+        translation = self._translate(raw)
         if translation.refusals:
             return _refused_all(translation)
         await self._publish([(raw, translation)])
@@ -111,7 +114,19 @@ class FhirReceiver:
     def _entry(self, entry: Any) -> tuple[bytes, Translation]:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         one = json.dumps(resource, separators=(",", ":"), ensure_ascii=False).encode()
-        return one, fhir.translate(one, self.table)
+        return one, self._translate(one)
+
+    def _translate(self, raw: bytes) -> Translation:
+        """The mapping, then the contract's own checks (the ingest path's): a year-1 date maps,
+        but the events topic would refuse it; the sender hears it now, not a dead letter."""
+        translation = fhir.translate(raw, self.table)
+        now = datetime.now(UTC)
+        for event in translation.events:
+            verdict = decode(json.dumps(event).encode(), bounds=self.bounds, now=now)
+            if isinstance(verdict, Rejected):
+                refusal = Refusal("AuditEvent", f"{verdict.reason.value}: {verdict.detail}", raw)
+                return Translation(refusals=[refusal], records=translation.records)
+        return translation
 
     # -- Kafka -----------------------------------------------------------------------------
 
@@ -169,7 +184,10 @@ async def _body(request: web.Request) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         metrics.FHIR_POSTS.labels("413").inc()
-        raise _error(web.HTTPRequestEntityTooLarge, None, "over the size limit") from None
+        problem = f"over the size limit ({MAX_RECORD_BYTES} bytes): send smaller Bundles"
+        body = json.dumps(_outcome("error", None, problem))
+        too_large = web.HTTPRequestEntityTooLarge
+        raise too_large(MAX_RECORD_BYTES, text=body, content_type=FHIR_JSON) from None
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

@@ -362,3 +362,58 @@ def test_the_fhir_endpoint_acknowledges_only_what_kafka_has(isolated: Settings) 
     assert status == 403  # reading the history does not let one write to it
     published = list(read_topic(isolated, isolated.fhir_topic, "test-reader", 10))
     assert len(published) == 1 and json.loads(published[0].value)["type"] == "transaction"
+
+
+DEEP = b'{"resourceType":"AuditEvent","agent":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+HUGE = b'{"resourceType":"AuditEvent","recorded":' + b"9" * 5000 + b"}"
+GOOD = audit_event("dr-h", "p-h", "Observation", READ_AT)
+
+
+def changed(**fields: Any) -> bytes:
+    return json.dumps({**GOOD, **fields}).encode()
+
+
+def bundle(**fields: Any) -> bytes:
+    return json.dumps({"resourceType": "Bundle", **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "says"),
+    [
+        ("/fhir/AuditEvent", DEEP, 400, "the body is not JSON"),
+        ("/fhir/AuditEvent", HUGE, 400, "the body is not JSON"),
+        ("/fhir/AuditEvent", b"[1, 2]", 400, "not a FHIR resource"),
+        ("/fhir/AuditEvent", b"\xff\xfe", 400, "the body is not JSON"),
+        ("/fhir/AuditEvent", b" " * 1_000_001, 413, "over the size limit"),
+        ("/fhir/AuditEvent", changed(agent="dr-h"), 400, "AuditEvent.agent"),
+        ("/fhir/AuditEvent", changed(recorded="0001-01-01T00:00:00Z"), 400, "must be between"),
+        ("/fhir/AuditEvent", changed(recorded="9999-12-31T23:59:59+14:00"), 400, "timestamp"),
+        ("/fhir/AuditEvent", bundle(type="batch"), 400, "resourceType"),
+        ("/fhir", bundle(type="searchset"), 400, "Bundle.type"),
+        ("/fhir", bundle(type="batch", entry=7), 400, "Bundle.entry"),
+    ],
+)
+def test_hostile_bodies_get_a_fhir_answer_naming_the_problem(
+    isolated: Settings, path: str, body: bytes, status: int, says: str
+) -> None:
+    ensure_topics(isolated)
+    es = sync_client(isolated)
+    prepare(es, isolated)
+    token = tokens.create(es, isolated, "fhir-server", tokens.Role.PRODUCER)
+
+    async def post() -> tuple[int, dict[str, Any]]:
+        client = TestClient(TestServer(create_api(isolated, es, PSEUDONYMS)))
+        await client.start_server()
+        try:
+            headers = {"Authorization": f"Bearer {token}", **FHIR_JSON}
+            response = await client.post(path, data=body, headers=headers)
+            return response.status, await response.json()
+        finally:
+            await client.close()
+
+    answered, outcome = asyncio.run(post())
+    assert answered == status, outcome
+    assert outcome["resourceType"] == "OperationOutcome"
+    issue = outcome["issue"][0]
+    assert says in issue["diagnostics"] + " ".join(issue.get("expression", []))
+    assert list(read_topic(isolated, isolated.fhir_topic, "test-reader", 5)) == []

@@ -99,3 +99,16 @@ def test_a_foreign_dead_letter_is_replayed_to_its_own_topic() -> None:
     assert replay_topic(SETTINGS, letter("events-atna")) == "events-atna"
     assert replay_topic(SETTINGS, letter("events")) == "events"
     assert replay_topic(SETTINGS, letter("somewhere-else")) == "events"
+
+
+def test_atna_messages_map_or_are_dead_lettered_whatever_they_hold() -> None:
+    atna = formats(SETTINGS)[1]
+    good = (FIXTURES / "atna/dcm4chee-patient-record-read.xml").read_bytes()
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaaaaaaaa">'
+        b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><AuditMessage>&b;</AuditMessage>'
+    )
+    events, dlq = run(atna, b"\xef\xbb\xbf" + good, bomb, b"<" * 2_000_000, b"", good)
+    assert len(events.sent) == 2 and events.sent[0][1] == events.sent[1][1]  # same id twice
+    reasons = [headers["guetteur.detail"].decode().split(": ", 2)[2] for *_, headers in dlq.sent]
+    assert [reason.split(" ")[0] for reason in reasons] == ["XML", "2000000", "no"]
