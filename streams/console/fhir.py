@@ -14,6 +14,7 @@ refused now, to its sender, rather than accepted and dead-lettered later.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -69,7 +70,7 @@ class FhirReceiver:
         if resource.get("resourceType") != "AuditEvent":
             kind = resource.get("resourceType")
             return _refused(400, "resourceType", f"{kind!r} posted to /fhir/AuditEvent")
-        translation = self._translate(raw)
+        translation = await asyncio.to_thread(self._translate, raw)
         if translation.refusals:
             return _refused_all(translation)
         await self._publish([(raw, translation)])
@@ -95,12 +96,13 @@ class FhirReceiver:
         entries = bundle.get("entry", [])
         if not isinstance(entries, list):
             return _refused(400, "Bundle.entry", "not a list of entries")
-        mapped = [self._entry(entry) for entry in entries]
+        # Validation is CPU work (~0.3 ms an entry): off the loop, which serves other senders.
+        mapped = await asyncio.to_thread(lambda: [self._entry(entry) for entry in entries])
         refused = [(n, t.refusals[0]) for n, (_, t) in enumerate(mapped) if t.refusals]
         if kind == "transaction":
             if refused:
                 n, refusal = refused[0]
-                element = refusal.element.replace("AuditEvent", f"Bundle.entry[{n}].resource", 1)
+                element = _in_entry(n, refusal.element)
                 return _refused(400, element, f"{refusal.problem} (the transaction is refused)")
             await self._publish(
                 [(raw, Translation(events=[e for _, t in mapped for e in t.events]))]
@@ -188,6 +190,15 @@ async def _body(request: web.Request) -> bytes:
         body = json.dumps(_outcome("error", None, problem))
         too_large = web.HTTPRequestEntityTooLarge
         raise too_large(MAX_RECORD_BYTES, text=body, content_type=FHIR_JSON) from None
+
+
+def _in_entry(n: int, element: str) -> str:
+    """An entry's element as a path in its Bundle (``AuditEvent.agent`` of entry 2 is
+    ``Bundle.entry[2].resource.agent``)."""
+    where = f"Bundle.entry[{n}].resource"
+    if element.startswith("AuditEvent"):
+        return where + element.removeprefix("AuditEvent")
+    return where if element == "message" else f"{where}.{element}"
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
