@@ -6,6 +6,7 @@ import json
 import time
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from detectors.registry import all_detectors
 from detectors.runner import detect
 from streams import dead_letters
 from streams.cli.output import emit, emit_record, progress, stderr
+from streams.demo.foreign import ForeignRecords, foreign_records, send_syslog
 from streams.demo.simulate import DEMO_POLICY, simulate
 from streams.elastic import sync_client
 from streams.history.checkpoints import load_checkpoint_keys
@@ -28,6 +30,7 @@ from streams.pseudonym import load_pseudonymizer
 from streams.settings import Settings, StackSettings, load
 from streams.stack import LocalStack
 from streams.stack.process import tail
+from streams.stack.rsyslog import RsyslogService
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 
@@ -48,8 +51,12 @@ def demo(practices: int, days: int, timeout: float, as_json: bool) -> None:
     settings = load(Settings).model_copy(update={"demo": True})
     policy_file = settings.policy_file or DEMO_POLICY
     simulation = simulate(practices=practices, days=days)
+    # The first practice's FHIR server and PACS also log their accesses, in their own forms.
+    first_morning = datetime.fromisoformat(simulation.events[0]["timestamp"]).replace(hour=10)
+    foreign = foreign_records(first_morning)
+    mapped, unmappable = foreign.mapped(load_policy(policy_file).mapping)
     events = simulation.events
-    expected = _expected_alerts(settings, events, policy_file)
+    expected = _expected_alerts(settings, [*events, *mapped], policy_file)
     with progress("demo") as report:
         LocalStack(stack_settings).up(report)
         ensure_topics(settings)
@@ -67,11 +74,13 @@ def demo(practices: int, days: int, timeout: float, as_json: bool) -> None:
                 payloads,
                 on_sent=lambda n: report(f"published {n}/{len(payloads)} messages"),
             )
-            ids = {e["event_id"] for e in events}
+            atna_via = _send_foreign(settings, stack_settings, foreign)
+            ids = {e["event_id"] for e in [*events, *mapped]}
             indexed = _wait_for_documents(
                 client, settings.history_index, ids, timeout, report, worker
             )
-            dead_lettered = _wait_for_dead_letters(settings, letters_before, len(MALFORMED), worker)
+            refused = len(MALFORMED) + unmappable
+            dead_lettered = _wait_for_dead_letters(settings, letters_before, refused, worker)
             alerts = _wait_for_alerts(client, settings, expected, timeout, report, worker)
             paged = _wait_for_pages(stack_settings, alerts, settings, report)
             worker_died = not worker.alive()
@@ -80,8 +89,12 @@ def demo(practices: int, days: int, timeout: float, as_json: bool) -> None:
         raise click.ClickException(f"the worker exited early; its log says:\n{tail(log_file, 15)}")
     summary = {
         "published": len(events) + len(MALFORMED),
-        "valid": len(events),
+        "valid": len(events) + len(mapped),
         "malformed": len(MALFORMED),
+        "fhir_audit_events": len(foreign.fhir),
+        "atna_messages": f"{len(foreign.atna)} ({atna_via})",
+        "mapped_events": len(mapped),
+        "unmappable": unmappable,
         "indexed_from_this_run": indexed,
         "new_dead_letters": dead_lettered,
         "dead_letter_topic": settings.topic_dlq,
@@ -105,9 +118,11 @@ def demo(practices: int, days: int, timeout: float, as_json: bool) -> None:
         as_json=as_json,
         title="One alert per rule, as an analyst reads it",
     )
+    # At 80 columns the summary (which names the actor and the practice) needs the room.
+    page_columns = ["severity", "rule_id", "practice_id", "actor_id", "summary"]
     emit(
         paged,
-        ["severity", "rule_id", "practice_id", "actor_id", "summary"],
+        page_columns if as_json else ["severity", "rule_id", "summary"],
         as_json=as_json,
         title=f"Firing in Alertmanager ({len(paged)} pages)",
     )
@@ -117,11 +132,23 @@ def demo(practices: int, days: int, timeout: float, as_json: bool) -> None:
         as_json=as_json,
         title="Where to look",
     )
-    if indexed != len(events) or len(alerts) != len(expected):
+    if indexed != len(ids) or len(alerts) != len(expected):
         raise click.ClickException(
-            f"{indexed}/{len(events)} events indexed, {len(alerts)}/{len(expected)} alerts; "
+            f"{indexed}/{len(ids)} events indexed, {len(alerts)}/{len(expected)} alerts; "
             f"see {log_file}"
         )
+
+
+def _send_foreign(settings: Settings, stack: StackSettings, foreign: ForeignRecords) -> str:
+    """AuditEvents to the FHIR topic; ATNA messages to the stack's syslog receiver when it
+    feeds this worker's ATNA topic (else, e.g. with test topics, to that topic directly)."""
+    publish(settings, settings.fhir_topic, foreign.fhir)
+    receiver = LocalStack(stack).service("syslog")
+    if isinstance(receiver, RsyslogService) and receiver.running_topic() == settings.atna_topic:
+        send_syslog(stack.host, stack.syslog_port, foreign.atna)
+        return f"syslog {stack.host}:{stack.syslog_port}"
+    publish(settings, settings.atna_topic, foreign.atna)
+    return f"Kafka {settings.atna_topic}"
 
 
 def _expected_alerts(settings: Settings, events: list[dict[str, Any]], policy: Path) -> set[str]:

@@ -161,6 +161,17 @@ class RsyslogService(DaemonService):
     def topic(self) -> str:
         return self.settings.syslog_topic or Settings().atna_topic
 
+    def running_topic(self) -> str | None:
+        """The topic the running receiver writes to: the one in the config it was started with
+        (the environment of whoever asks may name another)."""
+        if not self.running():
+            return None
+        try:
+            found = re.search(r'^\s*topic="([^"]+)"', self.config_file.read_text(), re.M)
+        except OSError:
+            return None
+        return found.group(1) if found else None
+
     @property
     def url(self) -> str:
         return f"tcp://{self.settings.host}:{self.port}"

@@ -31,7 +31,11 @@ def test_demo_indexes_every_event_and_shows_an_alert_per_rule(isolated: Settings
     summary, rest = lines[0], lines[1:]
     assert summary["valid"] > 400
     assert summary["indexed_from_this_run"] == summary["valid"] == summary["history_total"]
-    assert summary["new_dead_letters"] == summary["malformed"] == 2
+    assert summary["malformed"] == 2 and summary["unmappable"] == 1
+    assert summary["new_dead_letters"] == 3  # the FHIR record naming nobody who asked, too
+    # The first practice's FHIR server and PACS: 3 AuditEvents, 1 ATNA message, 3 accesses.
+    assert (summary["fhir_audit_events"], summary["mapped_events"]) == (3, 3)
+    assert summary["atna_messages"] == f"1 (Kafka {isolated.atna_topic})"  # test topics
     assert summary["history_index"] == isolated.history_index
     assert summary["audit_trail"].startswith("intact")
     per_rule = [line for line in rest if "alerts" in line]
