@@ -35,7 +35,7 @@ from adapters.common import (
     with_offset,
 )
 from adapters.table import MappingPolicy, most_sensitive
-from detectors.models import DataCategory, Role
+from detectors.models import Action, DataCategory, Role
 
 # R5 renamed or added these; an R4 AuditEvent has none of them.
 _R5_ONLY = {"category", "code", "occurredDateTime", "occurredPeriod", "patient", "severity"}
@@ -44,6 +44,7 @@ _R5_ONLY |= {"authorization", "basedOn", "encounter"}
 _OUTCOMES = {"0": "success", "4": "failure", "8": "failure", "12": "failure"}
 _OUTCOMES |= {"success": "success", "information": "success", "warning": "failure"}
 _OUTCOMES |= {"error": "failure", "fatal": "failure"}
+_WRITES = {Action.CREATE, Action.UPDATE}
 _PATIENT_ROLE = "1"  # object-role / audit-entity-type code for "Patient" / "Person"
 _QUERY_TYPE = re.compile(r"^(?:[A-Z]+\s+)?(?:\S*/)?([A-Z][A-Za-z]+)(?:[/?]|$)")
 
@@ -173,6 +174,11 @@ class _R4:
         if found is None:
             problem = f"no code in mapping.actions (saw {listed(codes)})"
             raise UnmappableError(f"{self.path}.{self._type_elements}", problem)
+        # An update that created the resource (PUT of a new id) says so in its action code, C:
+        # a creation, as its BALP profile (PatientCreate) says too.
+        said = table.record_actions.get(self.event.action or "")
+        if found in _WRITES and said in _WRITES:
+            found = said
         return str(found)
 
     _type_elements = "subtype/type"
@@ -222,7 +228,16 @@ class _R4:
                 "mapping.actor_roles, or set mapping.person_role"
             )
             raise UnmappableError(f"{where}.type/role", problem)
-        return _without_none({"id": str(actor_id), "role": str(role), "ip": self.ip(agent)})
+        ip = self.ip(agent) or self.origin_ip()
+        return _without_none({"id": str(actor_id), "role": str(role), "ip": ip})
+
+    def origin_ip(self) -> str | None:
+        """Where the request came from when the person's agent says nothing of it. BALP puts
+        the client machine's address on another agent (its DICOM role, source or destination,
+        follows the data, not the request), and the server's as a URL: the one agent with an
+        IP address is the client. Two or more: not guessed."""
+        found = {ip for ip in (self.ip(agent) for agent in self.event.agent or []) if ip}
+        return found.pop() if len(found) == 1 else None
 
     def ip(self, agent: Any) -> str | None:
         network = agent.network

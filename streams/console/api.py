@@ -91,7 +91,7 @@ class Console:
 
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith(("/api/", "/fhir")):
+        if not request.path.startswith(("/api/", "/fhir")) or request.path == "/fhir/metadata":
             return await handler(request)
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""

@@ -37,6 +37,24 @@ log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 ACCEPTED_TYPES = (FHIR_JSON, "application/json", "application/json+fhir")
+CAPABILITIES = {
+    "resourceType": "CapabilityStatement",
+    "status": "active",
+    "date": "2026-11-25",
+    "kind": "instance",
+    "software": {"name": "Guetteur"},
+    "implementation": {"description": "Guetteur: an audit record repository (IHE BALP)"},
+    "fhirVersion": "4.0.1",
+    "format": ["json"],
+    "rest": [
+        {
+            "mode": "server",
+            "security": {"description": "Authorization: Bearer <token of role producer>"},
+            "resource": [{"type": "AuditEvent", "interaction": [{"code": "create"}]}],
+            "interaction": [{"code": "batch"}, {"code": "transaction"}],
+        }
+    ],
+}
 
 
 class FhirReceiver:
@@ -56,12 +74,18 @@ class FhirReceiver:
         self._producer: AIOKafkaProducer | None = None
 
     def install(self, app: web.Application) -> None:
+        app.router.add_get("/fhir/metadata", self.metadata)
         app.router.add_post("/fhir/AuditEvent", self.audit_event)
         app.router.add_post("/fhir", self.bundle)
         app.router.add_post("/fhir/", self.bundle)
         app.on_cleanup.append(self._close)
 
     # -- requests --------------------------------------------------------------------------
+
+    async def metadata(self, request: web.Request) -> web.Response:
+        """What a FHIR client asks first (HAPI's does, by default): a server that accepts
+        AuditEvents, nothing else. Public, as FHIR servers make it: it holds no data."""
+        return _fhir(CAPABILITIES, 200)
 
     async def audit_event(self, request: web.Request) -> web.StreamResponse:
         self.require(request, Role.PRODUCER)

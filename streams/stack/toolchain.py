@@ -94,7 +94,7 @@ def copy_dependencies(pom: Path, output: Path, log_file: Path, progress: Progres
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
-            if line.startswith("Downloaded from"):
+            if "Downloaded from" in line:  # "[INFO] Downloaded from central: ..." with -B
                 downloaded += 1
                 artifact = line.rsplit("/", 1)[-1].split(" ", 1)[0]
                 progress(f"downloaded {downloaded} files from Maven Central ({artifact})")

@@ -363,6 +363,21 @@ def test_the_fhir_endpoint_acknowledges_only_what_kafka_has(isolated: Settings) 
     published = list(read_topic(isolated, isolated.fhir_topic, "test-reader", 10))
     assert len(published) == 1 and json.loads(published[0].value)["type"] == "transaction"
 
+    async def capabilities() -> tuple[int, Any]:
+        client = TestClient(TestServer(create_api(isolated, es, PSEUDONYMS)))
+        await client.start_server()
+        try:
+            response = await client.get("/fhir/metadata")  # no token: FHIR clients ask first
+            return response.status, await response.json()
+        finally:
+            await client.close()
+
+    status, statement = asyncio.run(capabilities())
+    assert (status, statement["resourceType"]) == (200, "CapabilityStatement")
+    assert statement["rest"][0]["resource"] == [
+        {"type": "AuditEvent", "interaction": [{"code": "create"}]}
+    ]
+
 
 DEEP = b'{"resourceType":"AuditEvent","agent":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 HUGE = b'{"resourceType":"AuditEvent","recorded":' + b"9" * 5000 + b"}"

@@ -140,7 +140,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
             "success",
             "John Smith",
             "practitioner",
-            None,
+            "2001:db8:85a3::8a2e:370:7334",
             "ex-patient",
             None,
             None,
@@ -156,7 +156,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
             "success",
             "John Smith",
             "practitioner",
-            None,
+            "2001:db8:85a3::8a2e:370:7334",
             "ex-patient",
             None,
             None,
@@ -172,7 +172,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
             "success",
             "John Smith",
             "practitioner",
-            None,
+            "2001:db8:85a3::8a2e:370:7334",
             "ex-patient",
             "medical",
             None,
@@ -188,7 +188,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
             "success",
             "John Smith",
             "practitioner",
-            None,
+            "2001:db8:85a3::8a2e:370:7334",
             "ex-patient",
             None,
             None,
@@ -204,7 +204,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
             "success",
             "John Smith",
             "practitioner",
-            None,
+            "2001:db8:85a3::8a2e:370:7334",
             None,
             None,
             None,
@@ -220,7 +220,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
             "success",
             "John Smith",
             "practitioner",
-            None,
+            "2001:db8:85a3::8a2e:370:7334",
             "ex-patient",
             None,
             None,
@@ -236,7 +236,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
             "success",
             "Betty Jones",
             "practitioner",
-            None,
+            "2001:db8:85a3::8a2e:370:7334",
             "ex-patient",
             None,
             None,
@@ -922,3 +922,41 @@ def test_an_atna_root_with_a_namespace_prefix_and_purposes_kept_as_codes() -> No
     [event] = atna.translate(prefixed.encode(), MappingPolicy()).events
     assert event["actor"]["id"] == "dr-martin" and "purpose" not in event
     assert event["attributes"]["atna"]["purpose"] == ["LOCAL-PURPOSE"]
+
+
+def test_an_update_that_created_the_resource_is_a_creation() -> None:
+    """A PUT of a new id: interaction "update", action code C (BALP: PatientCreate)."""
+    put = {**read_event(["p-1"]), "subtype": [{"code": "update"}]}
+    created = fhir.translate(json.dumps({**put, "action": "C"}).encode(), MappingPolicy())
+    updated = fhir.translate(json.dumps({**put, "action": "U"}).encode(), MappingPolicy())
+    assert [created.events[0]["action"], updated.events[0]["action"]] == ["create", "update"]
+    # A read says R whatever: only a write's own code can make it another write.
+    read = fhir.translate(json.dumps({**read_event(["p-1"]), "action": "C"}).encode(), TABLE)
+    assert read.events[0]["action"] == "view"
+
+
+def test_the_client_address_is_the_one_ip_among_the_agents() -> None:
+    """BALP puts the client machine's address on a transfer-role agent, not on the user."""
+    event = read_event(["p-1"])
+    del event["agent"][0]["network"]
+    machine = {
+        "who": {"display": "ws-12"},
+        "requestor": False,
+        "network": {"address": "10.9.8.7", "type": "2"},
+    }
+    server = {
+        "who": {"display": "srv"},
+        "requestor": False,
+        "network": {"address": "https://srv/fhir", "type": "5"},
+    }
+    event["agent"] += [machine, server]
+    [mapped] = fhir.translate(json.dumps(event).encode(), MappingPolicy()).events
+    assert mapped["actor"]["ip"] == "10.9.8.7"
+    other = {
+        "who": {"display": "ws-13"},
+        "requestor": False,
+        "network": {"address": "10.9.8.8", "type": "2"},
+    }
+    event["agent"].append(other)  # two machines: which one asked is not guessed
+    [mapped] = fhir.translate(json.dumps(event).encode(), MappingPolicy()).events
+    assert "ip" not in mapped["actor"]
