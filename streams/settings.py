@@ -50,6 +50,27 @@ class StackSettings(BaseSettings):
         le=65535,
         description="TCP port of the stack's syslog receiver (rsyslog), for ATNA audit records.",
     )
+    syslog_tls_port: int = Field(
+        default=6514,
+        ge=1,
+        le=65535,
+        description="TLS port of the syslog receiver (RFC 5425, IHE ATNA): senders must present "
+        "a client certificate signed by the receiver's CA.",
+    )
+    syslog_tls_ca: Path | None = Field(
+        default=None,
+        description="CA certificate(s) (PEM) that client certificates of the TLS input must chain "
+        "to; the stack's generated CA (<dir>/syslog/tls/ca.pem) when unset.",
+    )
+    syslog_tls_cert: Path | None = Field(
+        default=None,
+        description="The TLS input's server certificate (PEM, intermediates after it), with "
+        "GUETTEUR_STACK_SYSLOG_TLS_KEY; one signed by the generated CA when unset.",
+    )
+    syslog_tls_key: Path | None = Field(
+        default=None,
+        description="The private key (PEM, unencrypted) of GUETTEUR_STACK_SYSLOG_TLS_CERT.",
+    )
     syslog_topic: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9._-]+$",
@@ -63,6 +84,15 @@ class StackSettings(BaseSettings):
         description="Unprivileged account Elasticsearch runs as when the stack is started by root.",
     )
     start_timeout: float = Field(default=180.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_cert_with_its_key(self) -> StackSettings:
+        if (self.syslog_tls_cert is None) != (self.syslog_tls_key is None):
+            raise ValueError(
+                "GUETTEUR_STACK_SYSLOG_TLS_CERT and GUETTEUR_STACK_SYSLOG_TLS_KEY go together: "
+                "set both or neither"
+            )
+        return self
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -346,8 +376,11 @@ def load(cls: type[SettingsT]) -> SettingsT:
         return cls()
     except ValidationError as exc:
         prefix = str(cls.model_config.get("env_prefix", ""))
-        problems = [
-            f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
-        ]
+        problems = []
+        for err in exc.errors():
+            where = "_".join(str(p) for p in err["loc"]).upper()
+            if where:
+                problems.append(f"{prefix}{where}: {err['msg']}")
+            else:  # a check across fields: its message names the variables
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

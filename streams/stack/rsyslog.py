@@ -6,7 +6,16 @@ because the XML spans several lines. Debian's rsyslog receives them (``imtcp``) 
 message's MSG part, the XML and nothing else, to a Kafka topic (``omkafka``) the worker reads.
 Framing, partial reads and back-pressure are easy to get subtly wrong; rsyslog has them right.
 
-This instance has its own config, work directory, pid file and port, loads neither ``imuxsock``
+Two inputs feed the same ruleset. Plain TCP (``syslog_port``, 5514) for tools on this host. TLS
+(``syslog_tls_port``, 6514; RFC 5425) with mutual authentication, as IHE ATNA asks of a secure
+node: OpenSSL's stream driver (``ossl``, Debian's rsyslog-openssl), TLS 1.2 at least, and a client
+certificate signed by the configured CA (``x509/certvalid``: any name, not expired). Unless the
+operator names their own CA, certificate and key (``GUETTEUR_STACK_SYSLOG_TLS_CA``/``_CERT``/
+``_KEY``), the stack makes a local CA under ``<stack>/syslog/tls/`` on first start, with a server
+certificate for this host and a client certificate (``atna-client``) for local senders and
+tests; existing files are never replaced (remove the directory to get new ones).
+
+This instance has its own config, work directory, pid file and ports, loads neither ``imuxsock``
 (``/dev/log``) nor ``imklog``, and keeps its internal messages in its own log: a system rsyslog
 on the same machine is left alone.
 
@@ -25,12 +34,16 @@ What the receiver does and does not guarantee:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import ipaddress
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 from streams.settings import Settings, StackSettings
@@ -41,12 +54,23 @@ from streams.stack.service import Progress, ServiceStatus, StackError
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 MODULE_GLOBS = ("/usr/lib/*/rsyslog/omkafka.so", "/usr/lib/rsyslog/omkafka.so")
 INSTALL_HINT = "run `make` (it installs missing system packages) or " + (
-    "`sudo apt-get install -y rsyslog rsyslog-kafka`"
+    "`sudo apt-get install -y rsyslog rsyslog-kafka rsyslog-openssl`"
 )
 MAX_MESSAGE = 256 * 1024  # one audit record; DICOM audit XML is rarely above a few tens of KB
 # How long librdkafka waits for a missing topic (created by the worker) before failing what it
 # holds for it; omkafka then resubmits. Kafka here never auto-creates topics.
 TOPIC_WAIT_MS = 600_000
+# The OpenSSL network stream driver, for the TLS input (Debian package rsyslog-openssl).
+OSSL_GLOBS = ("/usr/lib/*/rsyslog/lmnsd_ossl.so", "/usr/lib/rsyslog/lmnsd_ossl.so")
+PACKAGES = "rsyslog rsyslog-kafka rsyslog-openssl"
+# The generated local PKI: RSA (what every ATNA sender's TLS stack takes), TLS 1.2 at least.
+ORGANISATION = "Guetteur local stack"
+CA_SUBJECT = f"/O={ORGANISATION}/CN=Guetteur local syslog CA"
+CLIENT_NAME = "atna-client"
+RSA_KEY = "-algorithm RSA -pkeyopt rsa_keygen_bits:3072"
+CA_DAYS = 3650
+LEAF_DAYS = 1825
+MIN_TLS = "TLSv1.2"
 
 
 def find_rsyslogd() -> str | None:
@@ -56,7 +80,16 @@ def find_rsyslogd() -> str | None:
 
 def omkafka_module() -> Path | None:
     """The Kafka output comes in its own package (rsyslog-kafka): rsyslogd alone is not enough."""
-    for pattern in MODULE_GLOBS:
+    return _module(MODULE_GLOBS)
+
+
+def ossl_driver() -> Path | None:
+    """The TLS input's stream driver comes in its own package (rsyslog-openssl)."""
+    return _module(OSSL_GLOBS)
+
+
+def _module(globs: tuple[str, ...]) -> Path | None:
+    for pattern in globs:
         found = sorted(Path("/").glob(pattern.lstrip("/")))
         if found:
             return found[0]
@@ -68,6 +101,137 @@ def quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@dataclasses.dataclass(frozen=True)
+class TlsInput:
+    """The TLS input: its port, the CA client certificates must chain to, the server's own."""
+
+    port: int
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+class LocalPki:
+    """A CA of the stack's own with a server and a client certificate, made with ``openssl``.
+
+    Files: ``ca.pem``/``ca.key``, ``server.pem``/``server.key`` (subject alternative names
+    127.0.0.1, localhost and the stack's host), ``client.pem``/``client.key`` (CN atna-client).
+    Keys are 0600. A pair that exists is kept as it is, whatever its names or dates.
+    """
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.ca_cert, self.ca_key = directory / "ca.pem", directory / "ca.key"
+        self.server_cert, self.server_key = directory / "server.pem", directory / "server.key"
+        self.client_cert, self.client_key = directory / "client.pem", directory / "client.key"
+
+    def ensure(self, host: str, *, server: bool = True, client: bool = True) -> None:
+        """Create what is missing: the CA, then the server and/or client pairs it signs."""
+        pairs = [(self.ca_cert, self.ca_key)]
+        pairs += [(self.server_cert, self.server_key)] if server else []
+        pairs += [(self.client_cert, self.client_key)] if client else []
+        for cert, key in pairs:
+            if cert.exists() != key.exists():
+                present, absent = (cert, key) if cert.exists() else (key, cert)
+                raise StackError(
+                    RsyslogService.name,
+                    f"{present} exists without {absent}: restore it, or remove {self.dir} "
+                    "to have a new CA and certificates made (senders then need the new ones)",
+                )
+        missing = [(cert, key) for cert, key in pairs if not cert.exists()]
+        if not missing:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.dir, prefix=".new-") as scratch:
+            work = Path(scratch)
+            config = work / "openssl.cnf"
+            config.write_text(_openssl_config(host))
+            for cert, key in missing:
+                new_key, new_cert = work / key.name, work / cert.name
+                _write_private(new_key, _openssl(*f"genpkey {RSA_KEY}".split()))
+                if cert == self.ca_cert:
+                    args = ["req", "-x509", "-new", "-subj", CA_SUBJECT, "-days", str(CA_DAYS)]
+                    args += ["-key", str(new_key), "-config", str(config), "-extensions", "v3_ca"]
+                    _openssl(*args, "-sha256", "-set_serial", _serial(), "-out", str(new_cert))
+                else:
+                    leaf = "server" if cert == self.server_cert else "client"
+                    name = "localhost" if leaf == "server" else CLIENT_NAME
+                    args = ["req", "-new", "-subj", f"/O={ORGANISATION}/CN={name}"]
+                    request = _openssl(*args, "-key", str(new_key), "-config", str(config))
+                    args = ["x509", "-req", "-CA", str(self.ca_cert), "-CAkey", str(self.ca_key)]
+                    args += ["-extfile", str(config), "-extensions", f"v3_{leaf}"]
+                    args += ["-days", str(LEAF_DAYS), "-sha256", "-set_serial", _serial()]
+                    _openssl(*args, "-out", str(new_cert), stdin=request)
+                # Hard links never replace a file: a pair made meanwhile by another start stays
+                # whole (leaves are signed by the CA in place, whoever made it).
+                try:
+                    os.link(new_key, key)
+                except FileExistsError:
+                    continue
+                with contextlib.suppress(FileExistsError):
+                    os.link(new_cert, cert)
+
+
+def _openssl_config(host: str) -> str:
+    names = ["IP:127.0.0.1", "DNS:localhost"]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        names.append(f"DNS:{host}")
+    else:
+        if not address.is_unspecified:
+            names.append(f"IP:{address}")
+    alt_names = ", ".join(dict.fromkeys(names))
+    leaf = """basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+    return f"""# Written by the local stack while making its syslog CA and certificates.
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+[v3_ca]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[v3_server]
+{leaf}extendedKeyUsage = serverAuth
+subjectAltName = {alt_names}
+[v3_client]
+{leaf}extendedKeyUsage = clientAuth
+subjectAltName = DNS:{CLIENT_NAME}
+"""
+
+
+def _serial() -> str:
+    return "0x" + secrets.token_hex(16)
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    """A private key: 0600 from the moment it exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(content)
+
+
+def _openssl(*args: str, stdin: bytes | None = None) -> bytes:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise StackError(
+            RsyslogService.name,
+            "`openssl` is not installed (it makes the TLS input's certificates): "
+            "`sudo apt-get install -y openssl`",
+        )
+    result = subprocess.run([openssl, *args], input=stdin, capture_output=True, check=False)
+    if result.returncode != 0:
+        problem = result.stderr.decode(errors="replace").strip()
+        raise StackError(RsyslogService.name, f"openssl {args[0]} failed: {problem}")
+    return result.stdout
+
+
 def rsyslog_config(
     *,
     address: str,
@@ -76,11 +240,38 @@ def rsyslog_config(
     topic: str,
     work_dir: Path,
     internal_log: Path,
+    tls: TlsInput | None = None,
 ) -> str:
     """The whole rsyslog.conf; globals come first since inputs read them when they are created."""
     broker_list = ", ".join(quoted(b) for b in brokers)
+    tls_input = (
+        ""
+        if tls is None
+        else f"""
+# Syslog over TLS (RFC 5425), IHE ATNA's secure transport, with mutual authentication: the
+# sender must present a certificate signed by the CA below (any name, not expired). Driver,
+# mode and files are this input's own: the plain input above stays plain.
+input(
+  type="imtcp"
+  address={quoted(address)}
+  port="{tls.port}"
+  ruleset="atna"
+  maxFrameSize="{MAX_MESSAGE}"
+  discardTruncatedMsg="on"
+  streamDriver.name="ossl"
+  streamDriver.mode="1"
+  streamDriver.authMode="x509/certvalid"
+  streamDriver.permitExpiredCerts="off"
+  streamDriver.CAFile={quoted(str(tls.ca_file))}
+  streamDriver.CertFile={quoted(str(tls.cert_file))}
+  streamDriver.KeyFile={quoted(str(tls.key_file))}
+  # With the ossl driver these are OpenSSL configuration commands (the name is historical).
+  gnutlsPriorityString="MinProtocol={MIN_TLS}"
+)
+"""
+    )
     return f"""# Written by the local stack (streams/stack/rsyslog.py): edits are overwritten.
-# Syslog over TCP (RFC 5424, octet-counted frames) -> Kafka, the MSG part only.
+# Syslog over TCP and TLS (RFC 5424, octet-counted frames) -> Kafka, the MSG part only.
 
 # Before any input: imtcp takes maxMessageSize when the input is created.
 global(
@@ -135,7 +326,7 @@ input(
   maxFrameSize="{MAX_MESSAGE}"
   discardTruncatedMsg="on"
 )
-
+{tls_input}
 # rsyslog's own messages (start, stop, Kafka errors) go to this service's log, not to Kafka.
 *.* action(type="omfile" file={quoted(str(internal_log))})
 """
@@ -144,18 +335,50 @@ input(
 class RsyslogService(DaemonService):
     name = "syslog"
     binary = "rsyslogd"
-    package = "rsyslog rsyslog-kafka"
+    package = PACKAGES
     port_setting = "GUETTEUR_STACK_SYSLOG_PORT"
+    tls_port_setting = "GUETTEUR_STACK_SYSLOG_TLS_PORT"
 
     def __init__(self, settings: StackSettings):
         super().__init__(settings)
         # rsyslogd refuses to start when its -i file names a live process: ours is written by
         # start() with rsyslogd's own pid, so rsyslogd gets a file of its own.
         self.rsyslogd_pid_file = settings.dir / "run" / f"{self.name}.rsyslogd.pid"
+        self.pki = LocalPki(self.config_dir / "tls")
 
     @property
     def port(self) -> int:
         return self.settings.syslog_port
+
+    @property
+    def tls_port(self) -> int:
+        return self.settings.syslog_tls_port
+
+    def tls_input(self) -> TlsInput:
+        """The TLS input's files: the operator's when set, else the generated ones."""
+        s = self.settings
+        return TlsInput(
+            port=self.tls_port,
+            ca_file=_absolute(s.syslog_tls_ca) if s.syslog_tls_ca else self.pki.ca_cert,
+            cert_file=_absolute(s.syslog_tls_cert) if s.syslog_tls_cert else self.pki.server_cert,
+            key_file=_absolute(s.syslog_tls_key) if s.syslog_tls_key else self.pki.server_key,
+        )
+
+    def ensure_tls_files(self) -> TlsInput:
+        """Check the operator's files, then make the local ones the settings do not replace."""
+        s = self.settings
+        for setting, path in (
+            ("GUETTEUR_STACK_SYSLOG_TLS_CA", s.syslog_tls_ca),
+            ("GUETTEUR_STACK_SYSLOG_TLS_CERT", s.syslog_tls_cert),
+            ("GUETTEUR_STACK_SYSLOG_TLS_KEY", s.syslog_tls_key),
+        ):
+            if path is not None and not _absolute(path).is_file():
+                raise StackError(self.name, f"{setting}: {_absolute(path)} is not a file")
+        own_ca, own_cert = s.syslog_tls_ca is not None, s.syslog_tls_cert is not None
+        if not (own_ca and own_cert):
+            # The client certificate only when the local CA is the one clients are checked with.
+            self.pki.ensure(s.host, server=not own_cert, client=not own_ca)
+        return self.tls_input()
 
     @property
     def topic(self) -> str:
@@ -172,6 +395,18 @@ class RsyslogService(DaemonService):
             return None
         return found.group(1) if found else None
 
+    def running_tls_port(self) -> int | None:
+        """The TLS input's port in the config the receiver was started with (None: none)."""
+        try:
+            text = self.config_file.read_text()
+        except OSError:
+            return None
+        for body in re.findall(r"^input\((.*?)^\)", text, re.M | re.S):
+            port = re.search(r'^\s*port="(\d+)"', body, re.M)
+            if port and 'streamDriver.mode="1"' in body:
+                return int(port.group(1))
+        return None
+
     @property
     def url(self) -> str:
         return f"tcp://{self.settings.host}:{self.port}"
@@ -187,17 +422,26 @@ class RsyslogService(DaemonService):
         return found
 
     def installed(self) -> bool:
-        return find_rsyslogd() is not None and omkafka_module() is not None
+        return (
+            find_rsyslogd() is not None
+            and omkafka_module() is not None
+            and ossl_driver() is not None
+        )
 
     def install(self, progress: Progress) -> None:
         self.executable()
         if omkafka_module() is None:
             raise StackError(self.name, f"rsyslog's Kafka output is not installed: {INSTALL_HINT}")
+        if ossl_driver() is None:
+            raise StackError(
+                self.name, f"rsyslog's OpenSSL driver (TLS) is not installed: {INSTALL_HINT}"
+            )
 
     def write_config(self) -> None:
         s = self.settings
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        tls = self.ensure_tls_files()
         self.config_file.write_text(
             rsyslog_config(
                 address=s.host,
@@ -206,6 +450,7 @@ class RsyslogService(DaemonService):
                 topic=self.topic,
                 work_dir=self.data_dir,
                 internal_log=self.log_file,
+                tls=tls,
             )
         )
 
@@ -217,13 +462,23 @@ class RsyslogService(DaemonService):
         self.rsyslogd_pid_file.unlink(missing_ok=True)
         super().start()
 
+    def ports(self) -> dict[str, int]:
+        return {self.port_setting: self.port, self.tls_port_setting: self.tls_port}
+
     def ready(self) -> bool:
-        """Ready once the TCP input accepts connections (Kafka may still be on its way)."""
+        """Ready once its inputs accept connections (Kafka may still be on its way): the TLS one
+        too, unless the receiver was started without it (by an older Guetteur; status says so).
+        The probe sends nothing: the receiver logs one failed handshake per start."""
+        ports = [self.port]
+        tls_port = self.running_tls_port()
+        ports += [tls_port] if tls_port else []
         try:
-            with socket.create_connection((self.settings.host, self.port), timeout=3):
-                return True
+            for port in ports:
+                with socket.create_connection((self.settings.host, port), timeout=3):
+                    pass
         except OSError:
             return False
+        return True
 
     def version(self) -> str:
         try:
@@ -236,5 +491,14 @@ class RsyslogService(DaemonService):
         return found.group(1) if found else "unknown"
 
     def status(self) -> ServiceStatus:
-        detail = f"ATNA syslog -> Kafka topic {self.topic}"
+        tls_port = self.running_tls_port() if self.running() else self.tls_port
+        tls = f"TLS (client certificates) on port {tls_port}"
+        if not tls_port:
+            tls = "no TLS input (started before it existed): restart it"
+        detail = f"ATNA syslog -> Kafka topic {self.topic}; {tls}"
         return dataclasses.replace(super().status(), detail=detail)
+
+
+def _absolute(path: Path) -> Path:
+    """Paths in rsyslogd's config are absolute: they must not depend on where it was started."""
+    return path.expanduser().absolute()

@@ -129,11 +129,13 @@ def atna_read(user: str, patient: str, at: datetime | None) -> bytes:
 @pytest.fixture
 def syslog(stack: RunningStack, isolated: Settings, tmp_path: Path) -> Iterator[int]:
     """An rsyslog of this test's own, writing to this test's ATNA topic; its port."""
+    ports = free_ports(2)
     settings = StackSettings(
         dir=tmp_path / "syslog",
         host=stack.settings.host,
         kafka_port=stack.settings.kafka_port,
-        syslog_port=free_ports(1)[0],
+        syslog_port=ports[0],
+        syslog_tls_port=ports[1],
         syslog_topic=isolated.atna_topic,
     )
     receiver = RsyslogService(settings)

@@ -1,14 +1,16 @@
 """The syslog receiver for real: rsyslog (imtcp + omkafka) in front of the stack's Kafka.
 
-Each test runs an rsyslog of its own (its own directory, a free port, a unique topic) on the
+Each test runs an rsyslog of its own (its own directory, free ports, a unique topic) on the
 stack's Kafka, so it neither needs nor disturbs the stack's receiver. Messages are sent as a
-clinical system sends IHE ATNA records: RFC 5424 over TCP, octet-counted frames
-(``<length> <message>``), the MSG part a DICOM PS3.15 audit record in XML.
+clinical system sends IHE ATNA records: RFC 5424 over TCP or TLS (RFC 5425, with the client
+certificate the receiver's local CA made), octet-counted frames (``<length> <message>``), the
+MSG part a DICOM PS3.15 audit record in XML.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from streams.settings import StackSettings
-from streams.stack.rsyslog import RsyslogService
+from streams.stack.rsyslog import LocalPki, RsyslogService
 from streams.stack.service import wait_ready
 from tests.conftest import RunningStack
 from tests.helpers import free_ports
@@ -60,6 +62,45 @@ def _frame(message: bytes) -> bytes:
 def _send(port: int, *msgs: bytes) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(b"".join(_frame(HEADER.encode() + msg) for msg in msgs))
+
+
+def _tls_context(service: RsyslogService, *, certificate: bool = True) -> ssl.SSLContext:
+    """A sender's: it checks the receiver against the local CA, and shows its own certificate."""
+    context = ssl.create_default_context(cafile=str(service.pki.ca_cert))
+    if certificate:
+        context.load_cert_chain(service.pki.client_cert, service.pki.client_key)
+    return context
+
+
+def _send_tls(service: RsyslogService, context: ssl.SSLContext, *msgs: bytes) -> str:
+    """Sends over TLS, as an ATNA secure node does; returns the TLS version agreed on."""
+    host = service.settings.host
+    with (
+        socket.create_connection((host, service.tls_port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as conn,
+    ):
+        conn.sendall(b"".join(_frame(HEADER.encode() + msg) for msg in msgs))
+        return str(conn.version())
+
+
+def _refused(service: RsyslogService, context: ssl.SSLContext, msg: bytes) -> str:
+    """How the receiver turned a TLS sender away: a failed handshake (TLS 1.2), or, in TLS 1.3
+    where the client's handshake ends before the server has checked it, an alert or a close
+    right after. The receiver never writes otherwise, so waiting for a byte tells."""
+    host = service.settings.host
+    try:
+        with (
+            socket.create_connection((host, service.tls_port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=host) as conn,
+        ):
+            conn.sendall(_frame(HEADER.encode() + msg))
+            answer = conn.recv(1)
+    except TimeoutError:
+        pytest.fail("the receiver kept the connection open: the sender was let in")
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    assert answer == b"", answer
+    return "closed by the receiver"
 
 
 def _create_topic(stack: RunningStack, topic: str) -> None:
@@ -115,11 +156,13 @@ def topic(stack: RunningStack) -> Iterator[str]:
 @pytest.fixture
 def receiver(stack: RunningStack, tmp_path: Path, topic: str) -> Iterator[Receiver]:
     """Starts, when the test says so, an rsyslog of its own writing to ``topic``."""
+    plain_port, tls_port = free_ports(2)
     settings = StackSettings(
         dir=tmp_path / "stack",
         host=stack.settings.host,
         kafka_port=stack.settings.kafka_port,
-        syslog_port=free_ports(1)[0],
+        syslog_port=plain_port,
+        syslog_tls_port=tls_port,
         syslog_topic=topic,
     )
     service = RsyslogService(settings)
@@ -169,3 +212,61 @@ def test_a_message_sent_before_its_topic_exists_is_not_lost(
     values = _read(stack, topic, 2)
 
     assert sorted(values) == sorted([early, later]), service.log_file.read_text()
+
+
+def test_tls_with_a_client_certificate_delivers_the_msg_part(
+    stack: RunningStack, topic: str, receiver: Receiver
+) -> None:
+    """RFC 5425 as IHE ATNA asks: mutual authentication, the message as over plain TCP."""
+    _create_topic(stack, topic)
+    service = receiver()
+    short = b'<AuditMessage><EventIdentification EventActionCode="R"/></AuditMessage>'
+    long = _audit_xml(patients=80)
+
+    version = _send_tls(service, _tls_context(service), short, BOM + long)
+
+    assert version in {"TLSv1.2", "TLSv1.3"}
+    values = _read(stack, topic, 2)
+    assert values == [short, BOM + long], service.log_file.read_text()
+
+
+def test_tls_refuses_senders_without_a_valid_certificate(
+    stack: RunningStack, topic: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    """No certificate, one from another CA, or no TLS at all: nothing reaches Kafka."""
+    _create_topic(stack, topic)
+    service = receiver()
+    refusals: dict[str, str] = {}
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        anonymous = _tls_context(service, certificate=False)
+        anonymous.maximum_version = anonymous.minimum_version = version
+        refusals[f"no certificate, {version.name}"] = _refused(
+            service, anonymous, b"<AuditMessage><anonymous/></AuditMessage>"
+        )
+    stranger = LocalPki(tmp_path / "another-ca")
+    stranger.ensure("127.0.0.1")
+    foreign = _tls_context(service, certificate=False)
+    foreign.load_cert_chain(stranger.client_cert, stranger.client_key)
+    refusals["another CA's certificate"] = _refused(
+        service, foreign, b"<AuditMessage><stranger/></AuditMessage>"
+    )
+    # Plain TCP on the TLS port: the receiver reads a bad TLS record and closes.
+    with socket.create_connection((service.settings.host, service.tls_port), timeout=10) as conn:
+        conn.sendall(_frame(HEADER.encode() + b"<AuditMessage><plain/></AuditMessage>"))
+        reply = b""
+        try:
+            while chunk := conn.recv(1024):
+                reply += chunk
+        except ConnectionResetError:
+            pass
+    assert reply[:1] in {b"", b"\x15"}, reply  # nothing, or a TLS alert record
+    # Then one sender with the right certificate: only its message is on the topic.
+    marker = b"<AuditMessage><authenticated/></AuditMessage>"
+    _send_tls(service, _tls_context(service), marker)
+
+    values = _read(stack, topic, 2, seconds=20)
+
+    assert values == [marker], (refusals, service.log_file.read_text())
+    log = service.log_file.read_text()
+    assert "peer did not return a certificate" in log, log
+    assert "certificate verify failed" in log or "unable to get local issuer" in log, log
