@@ -135,6 +135,8 @@ def _agent(
             messages = await guard.admit([event.message for event in batch])
             yield await backoff.call(f"{stage.form.name} batch", partial(stage.handle, messages))
 
+    # Faust names an agent's logs after its function: say which format it maps.
+    translate.__name__ = translate.__qualname__ = f"translate_{stage.form.name}"
     return translate
 
 
