@@ -45,6 +45,18 @@ def stored_history(client: Any, settings: Any, ids: list[str] | None = None) -> 
     return {hit["_id"]: hit["_source"] for hit in hits["hits"]["hits"]}
 
 
+def stored_alerts(client: Any, settings: Any) -> dict[str, Any]:
+    """``alert_id`` -> stored incident, from the alerts index (empty until it exists)."""
+    from elasticsearch import NotFoundError
+
+    try:
+        client.indices.refresh(index=settings.alerts_index)
+        hits = client.search(index=settings.alerts_index, size=10_000)
+    except NotFoundError:
+        return {}
+    return {hit["_id"]: hit["_source"] for hit in hits["hits"]["hits"]}
+
+
 def paged(alertmanager: str, app_id: str) -> list[dict[str, Any]]:
     """This worker's active pages: the shared Alertmanager also holds other tests' and demos'."""
     matcher = urllib.parse.quote(f'guetteur_app="{app_id}"')

@@ -17,8 +17,7 @@ from streams.producer import publish
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
-from tests.helpers import MINIMAL_EVENT, stored_history
-from tests.integration.test_detection_stream import indexed
+from tests.helpers import MINIMAL_EVENT, stored_alerts, stored_history
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +79,7 @@ def test_a_view_without_consent_then_silence_alerts_after_its_deadline(
         found: dict[str, dict[str, Any]] = {}
         while not found and time.monotonic() - sent < SKEW + LATENESS + 30:
             assert worker.alive(), log.read_text()[-3000:]
-            found = indexed(client, isolated)
+            found = stored_alerts(client, isolated)
             time.sleep(0.2)
         took = time.monotonic() - sent
     assert [a["rule_id"] for a in found.values()] == ["support.no_consent"]

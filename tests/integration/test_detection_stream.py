@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from elasticsearch import Elasticsearch, NotFoundError
 from kafka import KafkaConsumer, TopicPartition
 
 from detectors.policy import load_policy
@@ -25,6 +24,7 @@ from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 from tests.conftest import TEST_KEY
+from tests.helpers import stored_alerts
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +38,6 @@ def offline(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {a.alert_id: a.model_dump(mode="json") for a in alerts}
 
 
-def indexed(client: Elasticsearch, settings: Settings) -> dict[str, dict[str, Any]]:
-    try:
-        client.indices.refresh(index=settings.alerts_index)
-        hits = client.search(index=settings.alerts_index, size=1000)["hits"]["hits"]
-    except NotFoundError:
-        return {}
-    return {hit["_id"]: hit["_source"] for hit in hits}
-
-
 def wait_for_alerts(
     settings: Settings, expected: dict[str, dict[str, Any]], worker: WorkerProcess, log: Path
 ) -> dict[str, dict[str, Any]]:
@@ -56,13 +47,13 @@ def wait_for_alerts(
     found: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
         assert worker.alive(), log.read_text()[-3000:]
-        found = indexed(client, settings)
+        found = stored_alerts(client, settings)
         complete = all(
             found.get(i, {}).get("event_count") == a["event_count"] for i, a in expected.items()
         )
         if complete and len(found) >= len(expected):
             time.sleep(3)  # anything extra still in flight would show now
-            return indexed(client, settings)
+            return stored_alerts(client, settings)
         time.sleep(1)
     return found
 
@@ -127,11 +118,11 @@ def test_a_killed_worker_raises_the_same_incidents_once(isolated: Settings, tmp_
     first_log = tmp_path / "first.log"
     first = WorkerProcess(first_log, env=env).start()
     deadline = time.monotonic() + 120
-    while not indexed(client, isolated):
+    while not stored_alerts(client, isolated):
         assert first.alive() and time.monotonic() < deadline, first_log.read_text()[-3000:]
         time.sleep(0.2)
     first.kill()
-    at_kill = indexed(client, isolated)
+    at_kill = stored_alerts(client, isolated)
     log = tmp_path / "second.log"
     with WorkerProcess(log, env=env) as second:
         found = wait_for_alerts(isolated, expected, second, log)

@@ -27,8 +27,8 @@ from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 from tests.conftest import TEST_KEY, RunningStack
-from tests.helpers import paged_ids, wait_until
-from tests.integration.test_detection_stream import ENV, indexed, offline, wait_for_alerts
+from tests.helpers import paged_ids, stored_alerts, wait_until
+from tests.integration.test_detection_stream import ENV, offline, wait_for_alerts
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +63,10 @@ def test_a_false_positive_with_an_exception_closes_the_loop(
         others = [i for i, a in expected.items() if not _covered(a, target)]
         assert others
         client = sync_client(isolated)
-        wait_until(lambda: all(_replayed(indexed(client, isolated).get(i)) for i in others), 180)
-        after = indexed(client, isolated)
+        wait_until(
+            lambda: all(_replayed(stored_alerts(client, isolated).get(i)) for i in others), 180
+        )
+        after = stored_alerts(client, isolated)
         assert after[target["alert_id"]]["event_ids"] == target["event_ids"]
         assert not any(_covered(a, target) and _replayed(a) for a in after.values())
         assert worker.alive(), log.read_text()[-2000:]

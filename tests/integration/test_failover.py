@@ -26,8 +26,8 @@ from streams.producer import publish
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
-from tests.helpers import free_ports, stored_history
-from tests.integration.test_detection_stream import ENV, comparable, indexed, offline
+from tests.helpers import free_ports, stored_alerts, stored_history
+from tests.integration.test_detection_stream import ENV, comparable, offline
 
 pytestmark = pytest.mark.integration
 
@@ -84,13 +84,13 @@ def _scenario(settings: Settings, workers: int, tmp_path: Path) -> None:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             assert all(w.alive() for w in [laggard, *others]), _logs(tmp_path)
-            found = indexed(client, settings)
+            found = stored_alerts(client, settings)
             done = all(
                 found.get(i, {}).get("event_count") == a["event_count"] for i, a in expected.items()
             )
             if done and len(found) >= len(expected):
                 time.sleep(3)  # anything extra still in flight would show now
-                found = indexed(client, settings)
+                found = stored_alerts(client, settings)
                 break
             time.sleep(1)
         # The history is written beside detection, not before it: it may finish a little later.

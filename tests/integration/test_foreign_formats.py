@@ -35,7 +35,7 @@ from streams.stack.service import wait_ready
 from streams.topics import ensure_topics, read_topic
 from streams.worker_process import WorkerProcess
 from tests.conftest import TEST_KEY, RunningStack
-from tests.helpers import free_ports
+from tests.helpers import free_ports, stored_alerts, stored_history
 
 pytestmark = pytest.mark.integration
 
@@ -199,24 +199,6 @@ async def post_http(settings: Settings, token: str) -> dict[str, tuple[int, Any]
     return answers
 
 
-def history(settings: Settings) -> dict[str, dict[str, Any]]:
-    client = sync_client(settings)
-    if not client.indices.exists(index=settings.history_index):
-        return {}
-    client.indices.refresh(index=settings.history_index)
-    hits = client.search(index=settings.history_index, size=500)["hits"]["hits"]
-    return {hit["_source"]["event"]["id"]: hit["_source"] for hit in hits}
-
-
-def alerts(settings: Settings) -> dict[str, dict[str, Any]]:
-    client = sync_client(settings)
-    if not client.indices.exists(index=settings.alerts_index):
-        return {}
-    client.indices.refresh(index=settings.alerts_index)
-    hits = client.search(index=settings.alerts_index, size=500)["hits"]["hits"]
-    return {hit["_id"]: hit["_source"] for hit in hits}
-
-
 def offline(fmt: str, path: Path, policy: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
     result = CliRunner().invoke(
         cli, ["detect", "--format", fmt, "--policy", str(policy), str(path)]
@@ -279,7 +261,7 @@ def test_fhir_and_atna_records_are_ingested_and_detected_like_native_events(
                 found = read()
             return found
 
-        docs = has(5, lambda: history(isolated))
+        docs = has(5, lambda: stored_history(es, isolated))
         assert len(docs) == 5, sorted(docs)
         text = json.dumps(docs)
         assert [raw for raw in expected_patients if raw in text] == []
@@ -290,7 +272,7 @@ def test_fhir_and_atna_records_are_ingested_and_detected_like_native_events(
 
         # No care relationship: p-http (FHIR over HTTP), p-kafka (Kafka, R5), the ATNA patient
         # (syslog); p-ok had an appointment booked, so its read raises nothing.
-        found = has(3, lambda: alerts(isolated))
+        found = has(3, lambda: stored_alerts(es, isolated))
         care = [a for a in found.values() if a["rule_id"] == "access.no_care_relationship"]
         assert sorted((a["practice_id"], a["actor_id"]) for a in care) == [
             ("prac-atna", "dr-atna"),

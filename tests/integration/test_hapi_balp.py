@@ -42,7 +42,7 @@ from streams.stack import toolchain
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 from tests.conftest import TEST_KEY, RunningStack
-from tests.helpers import free_ports
+from tests.helpers import free_ports, stored_history
 
 pytestmark = pytest.mark.integration
 
@@ -167,15 +167,6 @@ def fhir(method: str, url: str, user: str, body: dict[str, Any] | None = None) -
         return json.load(answer)
 
 
-def history(settings: Settings) -> dict[str, dict[str, Any]]:
-    client = sync_client(settings)
-    if not client.indices.exists(index=settings.history_index):
-        return {}
-    client.indices.refresh(index=settings.history_index)
-    hits = client.search(index=settings.history_index, size=100)["hits"]["hits"]
-    return {hit["_source"]["event"]["id"]: hit["_source"] for hit in hits}
-
-
 def profile(doc: dict[str, Any]) -> str:
     """The BALP profile's short name (``IHE.BasicAudit.PatientRead`` -> ``PatientRead``)."""
     return str(doc["health"]["attributes"]["fhir"]["profile"][0]).rsplit(".", 1)[1]
@@ -238,7 +229,7 @@ def test_hapi_balp_audit_events_reach_the_access_history(
             while len(docs) < 3 and time.monotonic() < deadline:
                 assert worker.alive(), worker_log.read_text()[-3000:]
                 time.sleep(1)
-                docs = history(isolated)
+                docs = stored_history(sync_client(isolated), isolated)
         finally:
             printed = hapi.stop()
     answers = [line for line in printed if line.startswith("audit-repository")]
