@@ -225,34 +225,30 @@ class MappingPolicy(BaseModel):
     fhir_source: str = Field(default="fhir", description="`source` of unlisted FHIR servers.")
     atna_source: str = Field(default="atna", description="`source` of unlisted ATNA sources.")
 
-    @field_validator("record_events", "machine_codes", mode="before")
-    @classmethod
-    def _added_to_defaults(cls, given: Any, info: ValidationInfo) -> Any:
-        """Codes a deployment lists are added to the standard ones (kept first, in order)."""
-        if not isinstance(given, list):
-            return given
-        default = cls.model_fields[info.field_name or ""].default_factory
-        known = default() if callable(default) else []  # type: ignore[call-arg]
-        return [*known, *(code for code in given if code not in known)]
-
     @field_validator(
         "actions",
         "record_actions",
+        "record_events",
         "roles",
         "reference_roles",
+        "machine_codes",
         "categories",
         "event_categories",
         "purposes",
         mode="before",
     )
     @classmethod
-    def _over_defaults(cls, given: Any, info: ValidationInfo) -> Any:
-        """Rows a deployment writes are added to the defaults (or replace theirs): adding a
-        local role code must not silently drop the standard ones."""
-        if not isinstance(given, dict):
-            return given
+    def _extends_defaults(cls, given: Any, info: ValidationInfo) -> Any:
+        """What a deployment writes is added to the defaults (a table's row replaces the
+        default row of its code; a list's codes follow the standard ones): adding a local
+        role code must not silently drop the standard ones."""
         default = cls.model_fields[info.field_name or ""].default_factory
-        return {**default(), **given} if callable(default) else given  # type: ignore[call-arg]
+        known = default() if callable(default) else None  # type: ignore[call-arg]
+        if isinstance(given, dict) and isinstance(known, dict):
+            return {**known, **given}
+        if isinstance(given, list) and isinstance(known, list):
+            return [*known, *(code for code in given if code not in known)]
+        return given
 
     def lookup(self, table: dict[str, V], codes: Iterable[tuple[str, str]]) -> V | None:
         """The first (system, code) pair the table knows, ``system|code`` before ``code``."""
