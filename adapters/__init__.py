@@ -8,7 +8,8 @@ pure (bytes in, contract JSON out, no I/O) so the worker, the HTTP endpoint and 
 
 - ``table``: what maps to what (roles, data categories, purposes, sites), configuration with
   defaults, read from the policy file's ``[mapping]`` section;
-- ``fhir``: FHIR R4/R5 ``AuditEvent`` resources and Bundles of them;
+- ``fhir``: FHIR R4/R5 ``AuditEvent`` resources and Bundles of them, their ids and refusals;
+- ``auditevent``: an AuditEvent's elements, read from R4 or R5 alike;
 - ``atna``: DICOM PS3.15 ``AuditMessage`` XML;
 - ``common``: what both share (the result type, stable event ids, codes).
 """

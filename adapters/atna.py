@@ -12,9 +12,7 @@ Both attribute spellings of a coded value are read: ``csd-code`` (DICOM PS3.15 t
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from contextlib import suppress
 from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError
@@ -23,6 +21,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from adapters.common import (
+    AUDIT_OUTCOMES,
     Refusal,
     Translation,
     UnmappableError,
@@ -30,13 +29,13 @@ from adapters.common import (
     content_id,
     decode_text,
     event_ids,
+    ip_address,
     listed,
     with_offset,
 )
 from adapters.table import MappingPolicy, most_sensitive
 from detectors.models import Role
 
-_OUTCOMES = {"0": "success", "4": "failure", "8": "failure", "12": "failure"}
 _PERSON, _PATIENT = "1", "1"  # ParticipantObjectTypeCode, ParticipantObjectTypeCodeRole
 _IP_ADDRESS = "2"  # NetworkAccessPointTypeCode
 _SYSTEM = "2"  # UserTypeCode (1: person)
@@ -135,11 +134,11 @@ def _timestamp(value: str, where: str) -> str:
 
 def _outcome(event: Element, where: str) -> str:
     code = _attribute(event, "EventOutcomeIndicator", where)
-    if code.strip() not in _OUTCOMES:
+    if code.strip() not in AUDIT_OUTCOMES:
         raise UnmappableError(
             f"{where}/@EventOutcomeIndicator", f"{code[:20]!r} is not 0, 4, 8 or 12"
         )
-    return _OUTCOMES[code.strip()]
+    return AUDIT_OUTCOMES[code.strip()]
 
 
 def _actor(root: Element, table: MappingPolicy, person_role: Role | None) -> dict[str, str]:
@@ -161,9 +160,9 @@ def _actor(root: Element, table: MappingPolicy, person_role: Role | None) -> dic
     actor = {"id": user, "role": str(role)}
     if participant.get("NetworkAccessPointTypeCode") == _IP_ADDRESS:
         address = participant.get("NetworkAccessPointID", "").strip()
-        # A machine name given as an address is not an IP, and is not guessed into one.
-        with suppress(ValueError):
-            actor["ip"] = str(ipaddress.ip_address(address))
+        ip = ip_address(address)  # a machine name given as an address is not guessed into one
+        if ip:
+            actor["ip"] = ip
     return actor
 
 

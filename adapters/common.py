@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -92,6 +93,31 @@ def decode_text(raw: bytes, what: str) -> str:
         return raw.decode("utf-8").removeprefix("\ufeff")  # syslog MSG may start with a BOM
     except UnicodeDecodeError as exc:
         raise UnmappableError(what, f"not UTF-8 text (byte {exc.start})") from None
+
+
+# DICOM's EventOutcomeIndicator and FHIR R4's audit-event-outcome share these codes.
+AUDIT_OUTCOMES = {"0": "success", "4": "failure", "8": "failure", "12": "failure"}
+
+
+def ip_address(text: str | None) -> str | None:
+    """The address written normalised (``2001:db8::1``), or None for a host name, a URL or
+    nothing: an address is never resolved or guessed."""
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
+
+
+def shown(value: Any) -> str:
+    """A value quoted in a refusal, cut short: a reason is read by people, in logs too."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def coded(system: str, code: str) -> str:
