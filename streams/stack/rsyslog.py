@@ -34,20 +34,17 @@ What the receiver does and does not guarantee:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import ipaddress
 import os
 import re
-import secrets
 import shutil
 import socket
 import subprocess
-import tempfile
 from pathlib import Path
 
 from streams.settings import Settings, StackSettings
 from streams.stack.daemon import DaemonService
+from streams.stack.pki import SERVICE, LocalPki
 from streams.stack.service import Progress, ServiceStatus, StackError
 
 # rsyslogd is in /usr/sbin, which a non-root user's PATH often lacks.
@@ -63,13 +60,7 @@ TOPIC_WAIT_MS = 600_000
 # The OpenSSL network stream driver, for the TLS input (Debian package rsyslog-openssl).
 OSSL_GLOBS = ("/usr/lib/*/rsyslog/lmnsd_ossl.so", "/usr/lib/rsyslog/lmnsd_ossl.so")
 PACKAGES = "rsyslog rsyslog-kafka rsyslog-openssl"
-# The generated local PKI: RSA (what every ATNA sender's TLS stack takes), TLS 1.2 at least.
-ORGANISATION = "Guetteur local stack"
-CA_SUBJECT = f"/O={ORGANISATION}/CN=Guetteur local syslog CA"
-CLIENT_NAME = "atna-client"
-RSA_KEY = "-algorithm RSA -pkeyopt rsa_keygen_bits:3072"
-CA_DAYS = 3650
-LEAF_DAYS = 1825
+# The TLS input's lowest protocol version (ATNA senders' TLS stacks all take 1.2).
 MIN_TLS = "TLSv1.2"
 
 
@@ -109,127 +100,6 @@ class TlsInput:
     ca_file: Path
     cert_file: Path
     key_file: Path
-
-
-class LocalPki:
-    """A CA of the stack's own with a server and a client certificate, made with ``openssl``.
-
-    Files: ``ca.pem``/``ca.key``, ``server.pem``/``server.key`` (subject alternative names
-    127.0.0.1, localhost and the stack's host), ``client.pem``/``client.key`` (CN atna-client).
-    Keys are 0600. A pair that exists is kept as it is, whatever its names or dates.
-    """
-
-    def __init__(self, directory: Path):
-        self.dir = directory
-        self.ca_cert, self.ca_key = directory / "ca.pem", directory / "ca.key"
-        self.server_cert, self.server_key = directory / "server.pem", directory / "server.key"
-        self.client_cert, self.client_key = directory / "client.pem", directory / "client.key"
-
-    def ensure(self, host: str, *, server: bool = True, client: bool = True) -> None:
-        """Create what is missing: the CA, then the server and/or client pairs it signs."""
-        pairs = [(self.ca_cert, self.ca_key)]
-        pairs += [(self.server_cert, self.server_key)] if server else []
-        pairs += [(self.client_cert, self.client_key)] if client else []
-        for cert, key in pairs:
-            if cert.exists() != key.exists():
-                present, absent = (cert, key) if cert.exists() else (key, cert)
-                raise StackError(
-                    RsyslogService.name,
-                    f"{present} exists without {absent}: restore it, or remove {self.dir} "
-                    "to have a new CA and certificates made (senders then need the new ones)",
-                )
-        missing = [(cert, key) for cert, key in pairs if not cert.exists()]
-        if not missing:
-            return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.dir, prefix=".new-") as scratch:
-            work = Path(scratch)
-            config = work / "openssl.cnf"
-            config.write_text(_openssl_config(host))
-            for cert, key in missing:
-                new_key, new_cert = work / key.name, work / cert.name
-                _write_private(new_key, _openssl(*f"genpkey {RSA_KEY}".split()))
-                if cert == self.ca_cert:
-                    args = ["req", "-x509", "-new", "-subj", CA_SUBJECT, "-days", str(CA_DAYS)]
-                    args += ["-key", str(new_key), "-config", str(config), "-extensions", "v3_ca"]
-                    _openssl(*args, "-sha256", "-set_serial", _serial(), "-out", str(new_cert))
-                else:
-                    leaf = "server" if cert == self.server_cert else "client"
-                    name = "localhost" if leaf == "server" else CLIENT_NAME
-                    args = ["req", "-new", "-subj", f"/O={ORGANISATION}/CN={name}"]
-                    request = _openssl(*args, "-key", str(new_key), "-config", str(config))
-                    args = ["x509", "-req", "-CA", str(self.ca_cert), "-CAkey", str(self.ca_key)]
-                    args += ["-extfile", str(config), "-extensions", f"v3_{leaf}"]
-                    args += ["-days", str(LEAF_DAYS), "-sha256", "-set_serial", _serial()]
-                    _openssl(*args, "-out", str(new_cert), stdin=request)
-                # Hard links never replace a file: a pair made meanwhile by another start stays
-                # whole (leaves are signed by the CA in place, whoever made it).
-                try:
-                    os.link(new_key, key)
-                except FileExistsError:
-                    continue
-                with contextlib.suppress(FileExistsError):
-                    os.link(new_cert, cert)
-
-
-def _openssl_config(host: str) -> str:
-    names = ["IP:127.0.0.1", "DNS:localhost"]
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        names.append(f"DNS:{host}")
-    else:
-        if not address.is_unspecified:
-            names.append(f"IP:{address}")
-    alt_names = ", ".join(dict.fromkeys(names))
-    leaf = """basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
-    return f"""# Written by the local stack while making its syslog CA and certificates.
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-[v3_ca]
-basicConstraints = critical, CA:TRUE, pathlen:0
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[v3_server]
-{leaf}extendedKeyUsage = serverAuth
-subjectAltName = {alt_names}
-[v3_client]
-{leaf}extendedKeyUsage = clientAuth
-subjectAltName = DNS:{CLIENT_NAME}
-"""
-
-
-def _serial() -> str:
-    return "0x" + secrets.token_hex(16)
-
-
-def _write_private(path: Path, content: bytes) -> None:
-    """A private key: 0600 from the moment it exists."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        os.fchmod(out.fileno(), 0o600)
-        out.write(content)
-
-
-def _openssl(*args: str, stdin: bytes | None = None) -> bytes:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise StackError(
-            RsyslogService.name,
-            "`openssl` is not installed (it makes the TLS input's certificates): "
-            "`sudo apt-get install -y openssl`",
-        )
-    result = subprocess.run([openssl, *args], input=stdin, capture_output=True, check=False)
-    if result.returncode != 0:
-        problem = result.stderr.decode(errors="replace").strip()
-        raise StackError(RsyslogService.name, f"openssl {args[0]} failed: {problem}")
-    return result.stdout
 
 
 def rsyslog_config(
@@ -333,7 +203,7 @@ input(
 
 
 class RsyslogService(DaemonService):
-    name = "syslog"
+    name = SERVICE
     binary = "rsyslogd"
     package = PACKAGES
     port_setting = "GUETTEUR_STACK_SYSLOG_PORT"
@@ -387,25 +257,23 @@ class RsyslogService(DaemonService):
     def running_topic(self) -> str | None:
         """The topic the running receiver writes to: the one in the config it was started with
         (the environment of whoever asks may name another)."""
-        if not self.running():
-            return None
-        try:
-            found = re.search(r'^\s*topic="([^"]+)"', self.config_file.read_text(), re.M)
-        except OSError:
-            return None
+        text = self._started_config() if self.running() else None
+        found = re.search(r'^\s*topic="([^"]+)"', text, re.M) if text else None
         return found.group(1) if found else None
 
     def running_tls_port(self) -> int | None:
         """The TLS input's port in the config the receiver was started with (None: none)."""
-        try:
-            text = self.config_file.read_text()
-        except OSError:
-            return None
-        for body in re.findall(r"^input\((.*?)^\)", text, re.M | re.S):
+        for body in re.findall(r"^input\((.*?)^\)", self._started_config() or "", re.M | re.S):
             port = re.search(r'^\s*port="(\d+)"', body, re.M)
             if port and 'streamDriver.mode="1"' in body:
                 return int(port.group(1))
         return None
+
+    def _started_config(self) -> str | None:
+        try:
+            return self.config_file.read_text()
+        except OSError:
+            return None
 
     @property
     def url(self) -> str:

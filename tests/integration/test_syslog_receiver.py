@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from streams.settings import StackSettings
-from streams.stack.rsyslog import LocalPki, RsyslogService
+from streams.stack.pki import LocalPki
+from streams.stack.rsyslog import RsyslogService
 from streams.stack.service import wait_ready
 from tests.conftest import RunningStack
 from tests.helpers import free_ports

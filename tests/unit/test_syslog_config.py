@@ -23,8 +23,8 @@ from pydantic import ValidationError
 
 from streams.settings import StackSettings
 from streams.stack import StackError
+from streams.stack.pki import LocalPki
 from streams.stack.rsyslog import (
-    LocalPki,
     RsyslogService,
     TlsInput,
     find_rsyslogd,
