@@ -81,7 +81,11 @@ def _send_tls(service: RsyslogService, context: ssl.SSLContext, *msgs: bytes) ->
         context.wrap_socket(raw, server_hostname=host) as conn,
     ):
         conn.sendall(b"".join(_frame(HEADER.encode() + msg) for msg in msgs))
-        return str(conn.version())
+        version = str(conn.version())
+        # RFC 5425 closes with a TLS close_notify: a sender that drops the connection without
+        # one may have its last frame discarded by rsyslog ("unexpected eof", seen here).
+        conn.unwrap()
+        return version
 
 
 def _refused(service: RsyslogService, context: ssl.SSLContext, msg: bytes) -> str:
