@@ -15,6 +15,8 @@ import json
 import os
 import signal
 import time
+from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +107,16 @@ def _scenario(settings: Settings, workers: int, tmp_path: Path) -> None:
                 worker.proc.send_signal(signal.SIGCONT)
             worker.stop()
     # Nothing false, nothing lost.
-    assert comparable(found) == comparable(expected), _difference(found, expected, settings)
+    why = partial(_difference, found, expected, settings, tmp_path)
+    assert comparable(found) == comparable(expected), why()
     client.indices.refresh(index=settings.alerts_index)
     assert client.count(index=settings.alerts_index)["count"] == len(expected)  # each once
     assert len(stored) == len(day.events), f"{len(stored)} of {len(day.events)} events stored"
 
 
-def _difference(found: dict[str, Any], expected: dict[str, Any], settings: Settings) -> str:
+def _difference(
+    found: dict[str, Any], expected: dict[str, Any], settings: Settings, logs: Path
+) -> str:
     def brief(alert: dict[str, Any]) -> str:
         return f"{alert['rule_id']} at {alert['timestamp']} ({alert['event_count']} events)"
 
@@ -126,7 +131,8 @@ def _difference(found: dict[str, Any], expected: dict[str, Any], settings: Setti
     }
     return (
         f"lost or incomplete: {lost}; not expected: {false}; "
-        f"where the missing evidence was last seen: {_trace(settings, missing)}"
+        f"where the missing evidence was last seen: {_trace(settings, missing)}; "
+        f"what the workers logged: {_digest(logs)}"
     )
 
 
@@ -181,6 +187,31 @@ def _committed(settings: Settings, topic: str) -> dict[int, int]:
         return asyncio.run(offsets.committed(topic, list(range(PARTITIONS))))
     finally:
         offsets.close()
+
+
+def _digest(tmp_path: Path) -> dict[str, Any]:
+    """Per worker, its warnings and errors (counted) and its last detect batches: a failure
+    seen only on another machine must be explainable from the test's output alone."""
+    digest: dict[str, Any] = {}
+    for log in sorted(tmp_path.glob("*.log")):
+        problems: Counter[str] = Counter()
+        batches: list[str] = []
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                problems[f"(text) {line[:100]}"] += 1
+                continue
+            message = str(record.get("message", ""))
+            if record.get("log.level") in ("warning", "error", "critical"):
+                where = record.get("kafka.partition")
+                problems[f"{record['log.level']}: {message[:100]} {where or ''}".strip()] += 1
+            elif message == "detect batch":
+                batches.append(f"{record.get('batch.offsets')} clock {record.get('detect.clock')}")
+            elif "assign" in message.lower() or "generation" in message.lower():
+                problems[f"info: {message[:160]}"] += 1
+        digest[log.name] = {"problems": dict(problems), "last detect batches": batches[-3:]}
+    return digest
 
 
 def _logs(tmp_path: Path) -> str:
