@@ -21,6 +21,13 @@ source partition left short of its end also held the clock back forever).
 
 What it cannot close: a partition with no committed offset at all, whose later messages Faust
 acknowledges and commits before the seek takes effect, and a worker killed in that instant.
+
+A seek must never hold the consumer thread (found in a failover run, where a worker stalled for
+good): one seek per partition at a time, none during a rebalance (Faust seeks every partition to
+its committed offset at its end), and the seek alone, not Faust's ``seek_wait``, which then waits
+for aiokafka's position, i.e. for the next assignment during a rebalance. Those waits occupied
+the consumer thread's two method-queue workers, the commit Faust had started queued behind them,
+and the rebalance waited on that commit.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from faust.types import TP
@@ -37,6 +44,25 @@ from streams import metrics
 from streams.topics import GroupOffsets
 
 log = logging.getLogger(__name__)
+
+Seek = Callable[[Any, TP, int], Awaitable[None]]
+
+
+async def seek_on_consumer_thread(app: Any, tp: TP, offset: int) -> None:
+    """Seek one partition where Faust's consumer lives (its thread), without waiting for the
+    position, and move Faust's read offset back with it: Faust drops fetched messages below
+    its read offset, which the re-read ones are."""
+    consumer = app.consumer
+    thread = consumer._thread
+
+    async def seek() -> None:
+        thread._ensure_consumer().seek(tp, offset)
+        if offset > 0:
+            consumer._read_offset[tp] = offset
+        else:
+            consumer._read_offset.pop(tp, None)
+
+    await thread.call_thread(seek)
 
 
 class Continuity:
@@ -48,6 +74,7 @@ class Continuity:
         patience: float = 10.0,
         stall_seconds: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
+        seek: Seek = seek_on_consumer_thread,
     ):
         self.app = app
         self.topic = topic
@@ -55,10 +82,11 @@ class Continuity:
         self.patience = patience
         self.stall_seconds = stall_seconds
         self.monotonic = monotonic
+        self.seek = seek
         self.expected: dict[int, int] = {}
         self.behind_since: dict[int, float] = {}  # first patrol that saw it short of its end
         self._reading: asyncio.Task[dict[int, int]] | None = None
-        self._seeking: set[asyncio.Future[None]] = set()
+        self._seeking: dict[int, asyncio.Future[None]] = {}  # partition: its seek in flight
         self._generation: int | None = None
 
     def on_assigned(self, partitions: set[Any]) -> None:
@@ -143,6 +171,10 @@ class Continuity:
                 await self._rewind(tp.partition, expected)
 
     async def _rewind(self, partition: int, offset: int) -> None:
+        if partition in self._seeking:
+            return  # already on its way back to the gap
+        if getattr(self.app, "rebalancing", False):
+            return  # Faust seeks every partition to its committed offset once it is over
         metrics.CONSUMER_GAPS.labels(self.topic).inc()
         log.warning(
             "messages skipped by the consumer; reading the partition again from the gap",
@@ -153,16 +185,14 @@ class Continuity:
         seeking = asyncio.ensure_future(
             self._seek(partition, offset, self.app.consumer_generation_id)
         )
-        self._seeking.add(seeking)
-        seeking.add_done_callback(self._seeking.discard)
+        self._seeking[partition] = seeking
+        seeking.add_done_callback(lambda _: self._seeking.pop(partition, None))
 
     async def _seek(self, partition: int, offset: int, generation: int) -> None:
-        if self.app.consumer_generation_id != generation:
+        if self.app.consumer_generation_id != generation or getattr(self.app, "rebalancing", False):
             return  # a rebalance came first: Faust seeks every partition again itself
         try:
-            # seek_wait runs the seek on the consumer's own thread; ``seek`` mutates aiokafka's
-            # fetcher from this one, which crashed the fetcher mid-read (KeyError, worker down).
-            await self.app.consumer.seek_wait({TP(self.topic, partition): offset})
+            await self.seek(self.app, TP(self.topic, partition), offset)
         except Exception as exc:  # e.g. the partition went to another worker meanwhile
             log.warning(
                 "could not read the partition again",
@@ -172,4 +202,4 @@ class Continuity:
     async def settled(self) -> None:
         """Until the seeks in flight are done (for tests)."""
         while self._seeking:
-            await asyncio.gather(*list(self._seeking), return_exceptions=True)
+            await asyncio.gather(*list(self._seeking.values()), return_exceptions=True)

@@ -18,14 +18,34 @@ TOPIC = "detect"
 
 
 class _Consumer:
+    """Faust's consumer as the guard sees it: seeks run on its thread (``_thread``)."""
+
     def __init__(self) -> None:
         self.sought: list[tuple[int, int]] = []
+        self._read_offset: dict[TP, int | None] = {}
+        self._thread = _ConsumerThread(self)
 
     async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
         return {tp: 0 for tp in tps}
 
-    async def seek_wait(self, partitions: dict[TP, int]) -> None:
-        self.sought += [(tp.partition, offset) for tp, offset in partitions.items()]
+
+class _ConsumerThread:
+    """Runs what it is given at once, or once ``gate`` opens (a busy consumer thread)."""
+
+    def __init__(self, consumer: _Consumer) -> None:
+        self.consumer = consumer
+        self.gate: asyncio.Event | None = None
+
+    def _ensure_consumer(self) -> Any:
+        return SimpleNamespace(seek=self._seek)
+
+    def _seek(self, tp: TP, offset: int) -> None:
+        self.consumer.sought.append((tp.partition, offset))
+
+    async def call_thread(self, fun: Any, *args: Any) -> Any:
+        if self.gate is not None:
+            await self.gate.wait()
+        return await fun(*args)
 
 
 class _Offsets(GroupOffsets):
@@ -151,6 +171,63 @@ def test_a_rewind_overtaken_by_a_rebalance_is_dropped() -> None:
         guard.on_assigned({TP(TOPIC, 0)})
         await guard.admit(_messages(0, range(20, 22)))  # a gap: a seek is scheduled...
         app.consumer_generation_id = 2  # ...but a rebalance comes first
+        await guard.settled()
+
+    asyncio.run(scenario())
+    assert consumer.sought == []
+
+
+def test_one_seek_per_partition_at_a_time() -> None:
+    """Each batch after a gap used to ask for another seek; they queued on the consumer thread
+    (hundreds in a failover run) and held it while a rebalance waited for them."""
+    consumer = _Consumer()
+    consumer._thread.gate = asyncio.Event()  # the consumer thread is busy for a while
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=1, rebalancing=False)
+    guard = Continuity(app, TOPIC, _Offsets({0: 10}))
+
+    async def scenario() -> None:
+        guard.on_assigned({TP(TOPIC, 0)})
+        for start in (20, 22, 24):  # three batches past the gap before the seek is done
+            assert await guard.admit(_messages(0, range(start, start + 2))) == []
+        assert consumer._thread.gate is not None
+        consumer._thread.gate.set()
+        await guard.settled()
+        # Done: a gap seen again later is sought again.
+        await guard.admit(_messages(0, range(30, 31)))
+        await guard.settled()
+
+    asyncio.run(scenario())
+    assert consumer.sought == [(0, 10), (0, 10)]
+
+
+def test_the_seek_does_not_wait_for_the_position_and_lets_faust_read_the_gap_again() -> None:
+    """Faust's ``seek_wait`` waits for aiokafka's position, which during a rebalance waits for
+    the next assignment; the seek alone is enough. Faust drops fetched messages below its read
+    offset: the seek moves it back too."""
+    consumer = _Consumer()
+    consumer._read_offset[TP(TOPIC, 0)] = 21
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=1, rebalancing=False)
+    guard = Continuity(app, TOPIC, _Offsets({0: 10}))
+
+    async def scenario() -> None:
+        guard.on_assigned({TP(TOPIC, 0)})
+        await guard.admit(_messages(0, range(20, 22)))
+        await guard.settled()
+
+    asyncio.run(scenario())
+    assert consumer.sought == [(0, 10)]
+    assert consumer._read_offset[TP(TOPIC, 0)] == 10
+
+
+def test_no_seek_while_a_rebalance_is_in_progress() -> None:
+    """Faust seeks every partition to its committed offset at the end of the rebalance."""
+    consumer = _Consumer()
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=1, rebalancing=True)
+    guard = Continuity(app, TOPIC, _Offsets({0: 10}))
+
+    async def scenario() -> None:
+        guard.on_assigned({TP(TOPIC, 0)})
+        await guard.admit(_messages(0, range(20, 22)))
         await guard.settled()
 
     asyncio.run(scenario())
