@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from detectors.exceptions import Exceptions
 from detectors.policy import load_policy
 from detectors.registry import all_detectors
-from streams import foreign, metrics
+from streams import diagnostics, foreign, metrics
 from streams.backoff import Backoff
 from streams.continuity import Continuity
 from streams.detection import agents as detection_agents
@@ -32,7 +32,7 @@ from streams.minimise import Minimiser
 from streams.pseudonym import load_pseudonymizer
 from streams.redactions import RedactionReport
 from streams.settings import Settings
-from streams.topics import GroupOffsets, partition_count
+from streams.topics import GroupOffsets, partition_count, track_topics
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,25 @@ def create_app(settings: Settings) -> faust.App:
         app, settings, policy.mapping, events_topic, dead_letters, offsets
     )
     guards = [continuity, *detection_guards, *foreign_guards]
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def on_sigusr2_dump_tasks() -> None:
+        diagnostics.install(app)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def keep_produced_topics_known() -> None:
+        """Every topic this worker writes stays in the producer's metadata (``track_topics``)."""
+        written = [
+            settings.topic_events,
+            settings.topic_dlq,
+            settings.redaction_topic,
+            settings.checkpoint_topic,
+            settings.detect_topic,
+            settings.alert_parts_topic,
+            settings.topic_alerts,
+            *(table.changelog_topic.get_topic_name() for table in app.tables.values()),
+        ]
+        await Backoff().call("track produced topics", partial(track_topics, app, written))
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def patrol_partitions() -> None:

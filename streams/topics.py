@@ -204,3 +204,23 @@ async def await_metadata(app: Any, topics: list[str]) -> None:
     producer = app.producer._ensure_producer()
     for topic in topics:
         await producer.partitions_for(topic)
+
+
+async def track_topics(app: Any, topics: list[str]) -> None:
+    """Keep these topics in the producer's cluster metadata for good.
+
+    aiokafka's client starts with no tracked topic, which means "fetch them all"; the first
+    topic it looks up by name (a changelog Faust created after the producer started) becomes
+    the *only* one fetched, and the next refresh replaces the metadata with that one topic's.
+    A batch queued for a topic dropped that way has no leader and waits until it expires (20
+    minutes with Faust's defaults); the forwarder waited for that delivery holding its lock, so
+    nothing else could send to the detect topic and bring its metadata back, and the commit
+    Faust had started waited for the same batch, and the rebalance for that commit: a worker
+    stalled for good (a failover run, after a SIGSTOP). Tracked explicitly, every refresh
+    includes them.
+    """
+    producer = app.producer._ensure_producer()  # the AIOKafkaProducer under Faust's
+    for topic in topics:
+        producer.client.add_topic(topic)
+    for topic in topics:
+        await producer.partitions_for(topic)

@@ -202,16 +202,22 @@ def _digest(tmp_path: Path) -> dict[str, Any]:
             except ValueError:
                 problems[f"(text) {line[:100]}"] += 1
                 continue
-            message = str(record.get("message", ""))
+            message = str(record.get("message", "")).split("\n", 1)[0]
             if record.get("log.level") in ("warning", "error", "critical"):
                 where = record.get("kafka.partition")
                 problems[f"{record['log.level']}: {message[:100]} {where or ''}".strip()] += 1
             elif message == "detect batch":
                 batches.append(f"{record.get('batch.offsets')} clock {record.get('detect.clock')}")
-            elif "assign" in message.lower() or "generation" in message.lower():
-                problems[f"info: {message[:160]}"] += 1
+            elif _telling(record.get("log.logger", ""), message):
+                problems[f"info: {message[:100]}"] += 1
         digest[log.name] = {"problems": dict(problems), "last detect batches": batches[-3:]}
     return digest
+
+
+def _telling(logger: str, message: str) -> bool:
+    """Info lines that say where a rebalance or a table recovery stands."""
+    words = ("assign", "generation", "revok", "recover", "resum", "seek")
+    return logger == "faust.tables.recovery" or any(w in message.lower() for w in words)
 
 
 def _logs(tmp_path: Path) -> str:
