@@ -22,12 +22,11 @@ source partition left short of its end also held the clock back forever).
 What it cannot close: a partition with no committed offset at all, whose later messages Faust
 acknowledges and commits before the seek takes effect, and a worker killed in that instant.
 
-A seek must never hold the consumer thread (found in a failover run, where a worker stalled for
-good): one seek per partition at a time, none during a rebalance (Faust seeks every partition to
-its committed offset at its end), and the seek alone, not Faust's ``seek_wait``, which then waits
-for aiokafka's position, i.e. for the next assignment during a rebalance. Those waits occupied
-the consumer thread's two method-queue workers, the commit Faust had started queued behind them,
-and the rebalance waited on that commit.
+A seek must never hold the consumer thread: one seek per partition at a time, and the seek
+alone, not Faust's ``seek_wait``, which then waits for aiokafka's position, i.e. for the next
+assignment during a rebalance, on one of the consumer thread's two method-queue workers (a
+stalled failover run had queued one such seek every 6 s per partition; Faust's commits and
+fetches queue on the same workers).
 """
 
 from __future__ import annotations
@@ -173,8 +172,6 @@ class Continuity:
     async def _rewind(self, partition: int, offset: int) -> None:
         if partition in self._seeking:
             return  # already on its way back to the gap
-        if getattr(self.app, "rebalancing", False):
-            return  # Faust seeks every partition to its committed offset once it is over
         metrics.CONSUMER_GAPS.labels(self.topic).inc()
         log.warning(
             "messages skipped by the consumer; reading the partition again from the gap",
@@ -189,7 +186,7 @@ class Continuity:
         seeking.add_done_callback(lambda _: self._seeking.pop(partition, None))
 
     async def _seek(self, partition: int, offset: int, generation: int) -> None:
-        if self.app.consumer_generation_id != generation or getattr(self.app, "rebalancing", False):
+        if self.app.consumer_generation_id != generation:
             return  # a rebalance came first: Faust seeks every partition again itself
         try:
             await self.seek(self.app, TP(self.topic, partition), offset)

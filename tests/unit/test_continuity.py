@@ -217,18 +217,3 @@ def test_the_seek_does_not_wait_for_the_position_and_lets_faust_read_the_gap_aga
     asyncio.run(scenario())
     assert consumer.sought == [(0, 10)]
     assert consumer._read_offset[TP(TOPIC, 0)] == 10
-
-
-def test_no_seek_while_a_rebalance_is_in_progress() -> None:
-    """Faust seeks every partition to its committed offset at the end of the rebalance."""
-    consumer = _Consumer()
-    app = SimpleNamespace(consumer=consumer, consumer_generation_id=1, rebalancing=True)
-    guard = Continuity(app, TOPIC, _Offsets({0: 10}))
-
-    async def scenario() -> None:
-        guard.on_assigned({TP(TOPIC, 0)})
-        await guard.admit(_messages(0, range(20, 22)))
-        await guard.settled()
-
-    asyncio.run(scenario())
-    assert consumer.sought == []
