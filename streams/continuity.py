@@ -48,9 +48,11 @@ Seek = Callable[[Any, TP, int], Awaitable[None]]
 
 
 async def seek_on_consumer_thread(app: Any, tp: TP, offset: int) -> None:
-    """Seek one partition where Faust's consumer lives (its thread), without waiting for the
-    position, and move Faust's read offset back with it: Faust drops fetched messages below
-    its read offset, which the re-read ones are."""
+    """Seek one partition without waiting for the position, and move Faust's read offset back
+    with it (Faust drops fetched messages below its read offset, which the re-read ones are).
+
+    On the consumer's own thread: a seek from the worker's thread mutated aiokafka's fetcher
+    mid-read (KeyError, worker down)."""
     consumer = app.consumer
     thread = consumer._thread
 
