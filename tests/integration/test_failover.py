@@ -206,8 +206,8 @@ def _digest(tmp_path: Path) -> dict[str, Any]:
                 continue
             message = str(record.get("message", "")).split("\n", 1)[0]
             if record.get("log.level") in ("warning", "error", "critical"):
-                where = record.get("kafka.partition")
-                problems[f"{record['log.level']}: {message[:100]} {where or ''}".strip()] += 1
+                where = record.get("kafka.partition", "")  # partition 0 shown too
+                problems[f"{record['log.level']}: {message[:100]} {where}".strip()] += 1
             elif message == "detect batch":
                 batches.append(f"{record.get('batch.offsets')} clock {record.get('detect.clock')}")
             elif _telling(record.get("log.logger", ""), message):
