@@ -37,7 +37,12 @@ def test_sigusr2_logs_the_stack_of_each_task_of_both_loops(
         diagnostics.install(app)
         try:
             os.kill(os.getpid(), signal.SIGUSR2)
-            await asyncio.sleep(0.2)  # the handler runs on the loop, then on the thread
+            # The handler runs on this loop, then on the thread: until both have logged (a
+            # loaded machine may take a while), at most 10 s.
+            for _ in range(200):
+                await asyncio.sleep(0.05)
+                if any(getattr(r, "loop", None) == "consumer thread" for r in caplog.records):
+                    break
         finally:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR2)
             stuck.cancel()
