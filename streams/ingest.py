@@ -30,8 +30,9 @@ from streams.backoff import Backoff
 from streams.dead_letters import MAPPED_FROM, PAYLOAD, REFERENCE, REPLAYED_FROM, headers_for
 from streams.decode import EventTimeBounds, Reason, Rejected, decode
 from streams.detection import routing
-from streams.detection.agents import DetectionTopics, detector_failed
+from streams.detection.agents import DetectionTopics
 from streams.detection.backlog import Backlog
+from streams.detection.stage import detector_failed
 from streams.detection.watermark import SourceProgress
 from streams.history.writer import Accepted, HistoryWriter, Refused, WriteResult
 from streams.minimise import Minimiser, Redaction

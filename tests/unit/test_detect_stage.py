@@ -19,7 +19,7 @@ from detectors.runner import Runner, log_error
 from streams import metrics
 from streams.demo.simulate import DEMO_POLICY, simulate
 from streams.detection import routing
-from streams.detection.agents import DetectStage
+from streams.detection.stage import DetectStage
 from streams.detection.states import TableStates
 from streams.settings import Settings
 
