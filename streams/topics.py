@@ -222,5 +222,4 @@ async def track_topics(app: Any, topics: list[str]) -> None:
     producer = app.producer._ensure_producer()  # the AIOKafkaProducer under Faust's
     for topic in topics:
         producer.client.add_topic(topic)
-    for topic in topics:
-        await producer.partitions_for(topic)
+    await await_metadata(app, topics)
