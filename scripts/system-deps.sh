@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs beyond Python, when they are missing: Java 17
 # and Maven (Kafka and Elasticsearch come from Maven Central), Prometheus and Alertmanager (the
-# local stack's monitoring), rsyslog with its Kafka output and OpenSSL stream driver (the stack's
+# local stack's monitoring), rsyslog with its Kafka output and GnuTLS stream driver (the stack's
 # ATNA syslog receiver, TLS included),
 # Debian's docker-compose (validates docker-compose.yml; no engine).
 # Runs apt-get only when something is missing; prints what to install when not root.
@@ -21,8 +21,9 @@ command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 # /usr/sbin, often not on a user's PATH; the Kafka output (omkafka) is a separate package.
 command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 dpkg -s rsyslog-kafka >/dev/null 2>&1 || need+=(rsyslog-kafka)
-# Syslog over TLS (RFC 5425, IHE ATNA): the OpenSSL network stream driver (lmnsd_ossl.so).
-dpkg -s rsyslog-openssl >/dev/null 2>&1 || need+=(rsyslog-openssl)
+# Syslog over TLS (RFC 5425, IHE ATNA): the GnuTLS network stream driver (lmnsd_gtls.so); not
+# the OpenSSL one, which double-closes sockets in Debian 12's rsyslog (streams/stack/rsyslog.py).
+dpkg -s rsyslog-gnutls >/dev/null 2>&1 || need+=(rsyslog-gnutls)
 # Headless Chromium and its WebDriver, for the console's browser test.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)

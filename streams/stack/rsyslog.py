@@ -8,8 +8,13 @@ Framing, partial reads and back-pressure are easy to get subtly wrong; rsyslog h
 
 Two inputs feed the same ruleset. Plain TCP (``syslog_port``, 5514) for tools on this host. TLS
 (``syslog_tls_port``, 6514; RFC 5425) with mutual authentication, as IHE ATNA asks of a secure
-node: OpenSSL's stream driver (``ossl``, Debian's rsyslog-openssl), TLS 1.2 at least, and a client
-certificate signed by the configured CA (``x509/certvalid``: any name, not expired). Unless the
+node: GnuTLS's stream driver (``gtls``, Debian's rsyslog-gnutls), TLS 1.2 at least, and a client
+certificate signed by the configured CA (``x509/certvalid``: any name, not expired). Not the
+OpenSSL driver (``ossl``): in Debian 12's rsyslog (8.2302) it closes every TLS session's socket
+twice (OpenSSL's BIO, then the TCP layer), so a connection accepted in between, on either port,
+lost its socket and its messages. The checker's CI saw it: a sender's frame vanished right after
+a failed handshake (upstream fix a2fd9b317, "Prevent double close of socket fd", December 2025).
+GnuTLS never closes the socket it is given. Unless the
 operator names their own CA, certificate and key (``GUETTEUR_STACK_SYSLOG_TLS_CA``/``_CERT``/
 ``_KEY``), the stack makes a local CA under ``<stack>/syslog/tls/`` on first start, with a server
 certificate for this host and a client certificate (``atna-client``) for local senders and
@@ -51,17 +56,20 @@ from streams.stack.service import Progress, ServiceStatus, StackError
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 MODULE_GLOBS = ("/usr/lib/*/rsyslog/omkafka.so", "/usr/lib/rsyslog/omkafka.so")
 INSTALL_HINT = "run `make` (it installs missing system packages) or " + (
-    "`sudo apt-get install -y rsyslog rsyslog-kafka rsyslog-openssl`"
+    "`sudo apt-get install -y rsyslog rsyslog-kafka rsyslog-gnutls`"
 )
 MAX_MESSAGE = 256 * 1024  # one audit record; DICOM audit XML is rarely above a few tens of KB
 # How long librdkafka waits for a missing topic (created by the worker) before failing what it
 # holds for it; omkafka then resubmits. Kafka here never auto-creates topics.
 TOPIC_WAIT_MS = 600_000
-# The OpenSSL network stream driver, for the TLS input (Debian package rsyslog-openssl).
-OSSL_GLOBS = ("/usr/lib/*/rsyslog/lmnsd_ossl.so", "/usr/lib/rsyslog/lmnsd_ossl.so")
-PACKAGES = "rsyslog rsyslog-kafka rsyslog-openssl"
-# The TLS input's lowest protocol version (ATNA senders' TLS stacks all take 1.2).
-MIN_TLS = "TLSv1.2"
+# How often rsyslog writes its counters (impstats) to the service's stats file.
+STATS_INTERVAL = 60
+# The GnuTLS network stream driver, for the TLS input (Debian package rsyslog-gnutls).
+GTLS_GLOBS = ("/usr/lib/*/rsyslog/lmnsd_gtls.so", "/usr/lib/rsyslog/lmnsd_gtls.so")
+PACKAGES = "rsyslog rsyslog-kafka rsyslog-gnutls"
+# The TLS input's protocol versions, as a GnuTLS priority string: TLS 1.3 and 1.2 (ATNA
+# senders' TLS stacks all take 1.2), nothing older.
+TLS_PRIORITIES = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 
 def find_rsyslogd() -> str | None:
@@ -74,9 +82,9 @@ def omkafka_module() -> Path | None:
     return _module(MODULE_GLOBS)
 
 
-def ossl_driver() -> Path | None:
-    """The TLS input's stream driver comes in its own package (rsyslog-openssl)."""
-    return _module(OSSL_GLOBS)
+def gtls_driver() -> Path | None:
+    """The TLS input's stream driver comes in its own package (rsyslog-gnutls)."""
+    return _module(GTLS_GLOBS)
 
 
 def _module(globs: tuple[str, ...]) -> Path | None:
@@ -111,9 +119,27 @@ def rsyslog_config(
     work_dir: Path,
     internal_log: Path,
     tls: TlsInput | None = None,
+    stats_file: Path | None = None,
+    stats_interval: int = STATS_INTERVAL,
 ) -> str:
     """The whole rsyslog.conf; globals come first since inputs read them when they are created."""
     broker_list = ", ".join(quoted(b) for b in brokers)
+    stats = (
+        ""
+        if stats_file is None
+        else f"""
+# Counters, as JSON lines every {stats_interval} s: frames each input took, messages handed to
+# Kafka, acknowledged, failed or queued. What to read when audit records seem to go missing.
+module(
+  load="impstats"
+  interval="{stats_interval}"
+  format="json"
+  resetCounters="off"
+  log.syslog="off"
+  log.file={quoted(str(stats_file))}
+)
+"""
+    )
     tls_input = (
         ""
         if tls is None
@@ -128,15 +154,14 @@ input(
   ruleset="atna"
   maxFrameSize="{MAX_MESSAGE}"
   discardTruncatedMsg="on"
-  streamDriver.name="ossl"
+  streamDriver.name="gtls"
   streamDriver.mode="1"
   streamDriver.authMode="x509/certvalid"
   streamDriver.permitExpiredCerts="off"
   streamDriver.CAFile={quoted(str(tls.ca_file))}
   streamDriver.CertFile={quoted(str(tls.cert_file))}
   streamDriver.KeyFile={quoted(str(tls.key_file))}
-  # With the ossl driver these are OpenSSL configuration commands (the name is historical).
-  gnutlsPriorityString="MinProtocol={MIN_TLS}"
+  gnutlsPriorityString="{TLS_PRIORITIES}"
 )
 """
     )
@@ -157,7 +182,7 @@ global(
 # imtcp takes octet-counted frames ("<length> <message>") as well as LF-ended ones.
 module(load="imtcp" maxSessions="200")
 module(load="omkafka")
-
+{stats}
 # The MSG part, nothing added: the audit XML (with the sender's BOM, if any).
 template(name="atnaMessage" type="string" string="%msg%")
 
@@ -215,6 +240,7 @@ class RsyslogService(DaemonService):
         # start() with rsyslogd's own pid, so rsyslogd gets a file of its own.
         self.rsyslogd_pid_file = settings.dir / "run" / f"{self.name}.rsyslogd.pid"
         self.pki = LocalPki(self.config_dir / "tls")
+        self.stats_interval = STATS_INTERVAL
 
     @property
     def port(self) -> int:
@@ -283,6 +309,11 @@ class RsyslogService(DaemonService):
     def config_file(self) -> Path:
         return self.config_dir / "rsyslog.conf"
 
+    @property
+    def stats_file(self) -> Path:
+        """rsyslog's counters (impstats, JSON lines), next to its log."""
+        return self.log_file.with_name(f"{self.name}.stats.json")
+
     def executable(self) -> str:
         found = find_rsyslogd()
         if found is None:
@@ -293,16 +324,16 @@ class RsyslogService(DaemonService):
         return (
             find_rsyslogd() is not None
             and omkafka_module() is not None
-            and ossl_driver() is not None
+            and gtls_driver() is not None
         )
 
     def install(self, progress: Progress) -> None:
         self.executable()
         if omkafka_module() is None:
             raise StackError(self.name, f"rsyslog's Kafka output is not installed: {INSTALL_HINT}")
-        if ossl_driver() is None:
+        if gtls_driver() is None:
             raise StackError(
-                self.name, f"rsyslog's OpenSSL driver (TLS) is not installed: {INSTALL_HINT}"
+                self.name, f"rsyslog's GnuTLS driver (TLS) is not installed: {INSTALL_HINT}"
             )
 
     def write_config(self) -> None:
@@ -319,6 +350,8 @@ class RsyslogService(DaemonService):
                 work_dir=self.data_dir,
                 internal_log=self.log_file,
                 tls=tls,
+                stats_file=self.stats_file,
+                stats_interval=self.stats_interval,
             )
         )
 
@@ -358,11 +391,19 @@ class RsyslogService(DaemonService):
         found = re.search(r"rsyslogd\s+(\d\S*)", result.stdout)
         return found.group(1) if found else "unknown"
 
+    def running_tls_driver(self) -> str | None:
+        """The TLS input's stream driver in the config the receiver was started with."""
+        found = re.search(r'^\s*streamDriver\.name="([^"]+)"', self._started_config() or "", re.M)
+        return found.group(1) if found else None
+
     def status(self) -> ServiceStatus:
-        tls_port = self.running_tls_port() if self.running() else self.tls_port
+        running = self.running()
+        tls_port = self.running_tls_port() if running else self.tls_port
         tls = f"TLS (client certificates) on port {tls_port}"
         if not tls_port:
             tls = "no TLS input (started before it existed): restart it"
+        elif running and self.running_tls_driver() == "ossl":
+            tls = "TLS through the OpenSSL driver, which can drop connections: restart it"
         detail = f"ATNA syslog -> Kafka topic {self.topic}; {tls}"
         return dataclasses.replace(super().status(), detail=detail)
 

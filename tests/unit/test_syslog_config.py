@@ -28,8 +28,8 @@ from streams.stack.rsyslog import (
     RsyslogService,
     TlsInput,
     find_rsyslogd,
+    gtls_driver,
     omkafka_module,
-    ossl_driver,
     rsyslog_config,
 )
 
@@ -41,7 +41,7 @@ def _rsyslogd() -> str:
     found = find_rsyslogd()
     assert found, "no rsyslogd: run `make system-deps` (installs rsyslog and rsyslog-kafka)"
     assert omkafka_module(), "no omkafka: run `make system-deps` (installs rsyslog-kafka)"
-    assert ossl_driver(), "no lmnsd_ossl: run `make system-deps` (installs rsyslog-openssl)"
+    assert gtls_driver(), "no lmnsd_gtls: run `make system-deps` (installs rsyslog-gnutls)"
     return found
 
 
@@ -90,7 +90,7 @@ def test_the_config_carries_the_settings(service: RsyslogService, tmp_path: Path
     assert 'address="127.0.0.1"' in text and 'port="15514"' in text
     assert 'broker=["127.0.0.1:19092"]' in text and 'topic="test-atna"' in text
     assert f'workDirectory="{tmp_path / "data" / "syslog"}"' in text
-    assert 'port="16514"' in text and 'streamDriver.name="ossl"' in text
+    assert 'port="16514"' in text and 'streamDriver.name="gtls"' in text
     assert 'string="%msg%"' in text
     assert 'parser.escapeControlCharactersOnReceive="off"' in text
     assert 'action.resumeRetryCount="-1"' in text
@@ -110,10 +110,10 @@ def test_the_tls_input_asks_for_client_certificates(service: RsyslogService) -> 
     plain, tls = _inputs(service.config_file.read_text())
     assert 'port="15514"' in plain and "streamDriver" not in plain
     assert 'address="127.0.0.1"' in tls and 'port="16514"' in tls and 'ruleset="atna"' in tls
-    assert 'streamDriver.name="ossl"' in tls and 'streamDriver.mode="1"' in tls
+    assert 'streamDriver.name="gtls"' in tls and 'streamDriver.mode="1"' in tls
     assert 'streamDriver.authMode="x509/certvalid"' in tls
     assert 'streamDriver.permitExpiredCerts="off"' in tls
-    assert 'gnutlsPriorityString="MinProtocol=TLSv1.2"' in tls
+    assert 'gnutlsPriorityString="NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"' in tls
     pki = service.pki
     assert f'streamDriver.CAFile="{pki.ca_cert}"' in tls
     assert f'streamDriver.CertFile="{pki.server_cert}"' in tls
@@ -123,6 +123,19 @@ def test_the_tls_input_asks_for_client_certificates(service: RsyslogService) -> 
         "GUETTEUR_STACK_SYSLOG_PORT": 15514,
         "GUETTEUR_STACK_SYSLOG_TLS_PORT": 16514,
     }
+
+
+def test_status_asks_to_restart_a_receiver_started_with_the_openssl_driver(
+    service: RsyslogService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receiver started by an older Guetteur still runs the driver that double-closes sockets
+    (rsyslog 8.2302's ossl): status says to restart it, as the runbook reads status."""
+    service.write_config()
+    monkeypatch.setattr(service, "running", lambda: True)
+    assert "restart" not in service.status().detail
+    config = service.config_file.read_text()
+    service.config_file.write_text(config.replace('name="gtls"', 'name="ossl"'))
+    assert "OpenSSL driver, which can drop connections: restart it" in service.status().detail
 
 
 def _contents(pki: LocalPki) -> dict[str, tuple[bytes, int]]:
