@@ -12,11 +12,12 @@ node: GnuTLS's stream driver (``gtls``, Debian's rsyslog-gnutls), TLS 1.2 at lea
 certificate signed by the configured CA (``x509/certvalid``: any name, not expired). Not the
 OpenSSL driver (``ossl``): in Debian 12's rsyslog (8.2302) it closes every TLS session's socket
 twice (OpenSSL's BIO, then the TCP layer), so a connection accepted in between, on either port,
-lost its socket and its messages. The checker's CI saw it: a sender's frame vanished right after
-a failed handshake (upstream fix a2fd9b317, "Prevent double close of socket fd", December 2025).
-GnuTLS never closes the socket it is given. Unless the
-operator names their own CA, certificate and key (``GUETTEUR_STACK_SYSLOG_TLS_CA``/``_CERT``/
-``_KEY``), the stack makes a local CA under ``<stack>/syslog/tls/`` on first start, with a server
+loses its socket and its messages. Our CI saw it: a sender's frame vanished right after a
+failed handshake (upstream fix a2fd9b317, "Prevent double close of socket fd", December 2025).
+GnuTLS never closes the socket it is given.
+
+Unless the operator names their own CA, certificate and key (``GUETTEUR_STACK_SYSLOG_TLS_CA``/
+``_CERT``/``_KEY``), the stack makes a local CA under ``<stack>/syslog/tls/`` on first start, with a server
 certificate for this host and a client certificate (``atna-client``) for local senders and
 tests; existing files are never replaced (remove the directory to get new ones).
 

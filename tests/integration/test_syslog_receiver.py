@@ -83,9 +83,8 @@ def _send_tls(service: RsyslogService, context: ssl.SSLContext, *msgs: bytes) ->
     ):
         conn.sendall(b"".join(_frame(HEADER.encode() + msg) for msg in msgs))
         version = str(conn.version())
-        # RFC 5425 closes with a TLS close_notify: a sender that drops the connection without
-        # one may have its last frame discarded by rsyslog ("unexpected eof", seen here). The
-        # receiver may close without answering with its own (RFC 5425 4.4): GnuTLS's does.
+        # RFC 5425 4.4: the sender closes with a TLS close_notify; the receiver may close
+        # without answering with its own, as rsyslog's GnuTLS driver does.
         with contextlib.suppress(ssl.SSLEOFError):
             conn.unwrap()
         return version
