@@ -17,9 +17,9 @@ failed handshake (upstream fix a2fd9b317, "Prevent double close of socket fd", D
 GnuTLS never closes the socket it is given.
 
 Unless the operator names their own CA, certificate and key (``GUETTEUR_STACK_SYSLOG_TLS_CA``/
-``_CERT``/``_KEY``), the stack makes a local CA under ``<stack>/syslog/tls/`` on first start, with a server
-certificate for this host and a client certificate (``atna-client``) for local senders and
-tests; existing files are never replaced (remove the directory to get new ones).
+``_CERT``/``_KEY``), the stack makes a local CA under ``<stack>/syslog/tls/`` on first start,
+with a server certificate for this host and a client certificate (``atna-client``) for local
+senders and tests; existing files are never replaced (remove the directory to get new ones).
 
 This instance has its own config, work directory, pid file and ports, loads neither ``imuxsock``
 (``/dev/log``) nor ``imklog``, and keeps its internal messages in its own log: a system rsyslog
