@@ -22,7 +22,8 @@ command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 dpkg -s rsyslog-kafka >/dev/null 2>&1 || need+=(rsyslog-kafka)
 # Syslog over TLS (RFC 5425, IHE ATNA): the GnuTLS network stream driver (lmnsd_gtls.so); not
-# the OpenSSL one, which double-closes sockets in Debian 12's rsyslog (streams/stack/rsyslog.py).
+# the OpenSSL one, which double-closes sockets in Debian 12's rsyslog
+# (streams/stack/rsyslog_config.py says why).
 dpkg -s rsyslog-gnutls >/dev/null 2>&1 || need+=(rsyslog-gnutls)
 # Headless Chromium and its WebDriver, for the console's browser test.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

@@ -24,14 +24,8 @@ from pydantic import ValidationError
 from streams.settings import StackSettings
 from streams.stack import StackError
 from streams.stack.pki import LocalPki
-from streams.stack.rsyslog import (
-    RsyslogService,
-    TlsInput,
-    find_rsyslogd,
-    gtls_driver,
-    omkafka_module,
-    rsyslog_config,
-)
+from streams.stack.rsyslog import RsyslogService, find_rsyslogd, gtls_driver, omkafka_module
+from streams.stack.rsyslog_config import TlsInput, rsyslog_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER_CONFIG = ROOT / "docker" / "rsyslog" / "rsyslog.conf"
